@@ -1,0 +1,3 @@
+from slimpose.cli import main
+
+raise SystemExit(main())

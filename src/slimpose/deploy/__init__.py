@@ -1,0 +1,1 @@
+"""Deployment: re-parameterisation, complexity, ONNX export, benchmarks, torch-free runtime."""

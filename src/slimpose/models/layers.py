@@ -1,0 +1,111 @@
+"""Building blocks shared by more than one model.
+
+Modules with a ``reparameterize()`` method change themselves into their deployed form
+(batch norm folded, branches merged); ``slimpose.deploy.reparam.reparameterize_model``
+calls it on every such module.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kernel and bias of one convolution equal to ``bn(conv(x))`` in eval mode.
+
+    Works for Conv2d and ConvTranspose2d weights alike: the BN scale is applied along
+    the output-channel axis, which is dim 0 for Conv2d and dim 1 for ConvTranspose2d
+    (pass the transposed-conv weight with ``weight.transpose(0, 1)`` and transpose back).
+    """
+    std = (bn.running_var + bn.eps).sqrt()
+    gamma = bn.weight if bn.affine else torch.ones_like(std)
+    beta = bn.bias if bn.affine else torch.zeros_like(std)
+    scale = gamma / std
+    fused_w = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    conv_b = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    fused_b = beta + (conv_b - bn.running_mean) * scale
+    return fused_w, fused_b
+
+
+class ConvBNAct(nn.Module):
+    """Conv2d (no bias) → BatchNorm2d → optional activation; BN folds away on deploy."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | None = None,
+        dilation: int = 1,
+        groups: int = 1,
+        act: type[nn.Module] | None = nn.ReLU,
+    ):
+        super().__init__()
+        if padding is None:
+            padding = dilation * (kernel_size - 1) // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False)
+        self.bn: nn.Module = nn.BatchNorm2d(out_channels)
+        self.act = act(inplace=True) if act in (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU) else (act() if act else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        if not isinstance(self.bn, nn.BatchNorm2d):
+            return
+        w, b = fuse_conv_bn(self.conv.weight, self.conv.bias, self.bn)
+        conv = self.conv
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                          conv.padding, conv.dilation, conv.groups, bias=True)
+        fused.weight.copy_(w)
+        fused.bias.copy_(b)
+        self.conv, self.bn = fused, nn.Identity()
+
+
+class DeconvBNAct(nn.Module):
+    """ConvTranspose2d (k4 s2 p1, no bias) → BN → ReLU: the 2x upsampling of
+    SimpleBaseline-style heads; BN folds away on deploy."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int = 1, kernel_size: int = 4):
+        super().__init__()
+        padding, output_padding = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[kernel_size]
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, 2, padding, output_padding,
+                                       groups=groups, bias=False)
+        self.bn: nn.Module = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        if not isinstance(self.bn, nn.BatchNorm2d):
+            return
+        conv = self.conv
+        # ConvTranspose2d weight is (in, out/groups, k, k); per-group output channels need
+        # the group-wise view so that the BN scale lands on the right output channel.
+        g = conv.groups
+        w = conv.weight.reshape(g, conv.in_channels // g, conv.out_channels // g, *conv.kernel_size)
+        w = w.permute(0, 2, 1, 3, 4).reshape(conv.out_channels, conv.in_channels // g, *conv.kernel_size)
+        w, b = fuse_conv_bn(w, None, self.bn)
+        w = w.reshape(g, conv.out_channels // g, conv.in_channels // g, *conv.kernel_size).permute(0, 2, 1, 3, 4)
+        fused = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                   conv.padding, conv.output_padding, groups=g, bias=True)
+        fused.weight.copy_(w.reshape_as(conv.weight))
+        fused.bias.copy_(b)
+        self.conv, self.bn = fused, nn.Identity()
+
+
+def init_weights_normal(module: nn.Module, std: float = 0.001) -> None:
+    """HRNet/LPN initialisation: convs N(0, std) with zero bias, BN weight 1 bias 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,100 @@
+"""A tiny model registry: a name maps to a factory and the paper's figures.
+
+    @register_model("lpn_50", output_kind="heatmap", paper=[PaperFigures(2.91, 1.068)])
+    def lpn_50(num_joints=17, input_size=(256, 192), **kw): ...
+
+Every factory takes ``num_joints`` and ``input_size`` (H, W), so configs, export and the
+complexity table can build any model the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """A (params, GMACs) pair published for a model, with the setting it was measured in.
+
+    ``gmacs`` is in units of 1e9 multiply-accumulates; ``form`` says whether the figure is
+    for the training form or the deployed (re-parameterised, BN-folded) form.
+    """
+
+    params_m: float
+    gmacs: float | None
+    input_size: tuple[int, int] = (256, 192)
+    num_joints: int = 17
+    form: str = "train"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    factory: Callable[..., nn.Module]
+    output_kind: str  # "heatmap" or "coordinate"
+    paper: tuple[PaperFigures, ...] = ()
+    tolerance: float = 0.02  # relative tolerance the paper figures are tested to
+    description: str = ""
+    defaults: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    output_kind: str,
+    paper: list[PaperFigures] | tuple[PaperFigures, ...] = (),
+    tolerance: float = 0.02,
+    description: str = "",
+    **defaults,
+):
+    if output_kind not in ("heatmap", "coordinate"):
+        raise ValueError(f"model {name!r}: output_kind must be 'heatmap' or 'coordinate'")
+
+    def decorator(factory):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        doc = description or ((factory.__doc__ or "").strip().splitlines() or [""])[0]
+        _REGISTRY[name] = ModelEntry(name, factory, output_kind, tuple(paper), tolerance, doc, dict(defaults))
+        return factory
+
+    return decorator
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    _load_builtin_models()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}") from None
+
+
+def list_models() -> list[str]:
+    _load_builtin_models()
+    return sorted(_REGISTRY)
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model. The module gets ``output_kind``, ``num_joints``,
+    ``input_size`` and ``model_name`` attributes that the engine and exporters read."""
+    entry = get_model_entry(name)
+    kw = {**entry.defaults, **kwargs}
+    kw.setdefault("num_joints", 17)
+    kw["input_size"] = tuple(kw.get("input_size", (256, 192)))
+    model = entry.factory(**kw)
+    model.output_kind = entry.output_kind
+    model.num_joints = kw["num_joints"]
+    model.input_size = kw["input_size"]
+    model.model_name = name
+    return model
+
+
+def _load_builtin_models() -> None:
+    # Importing the model files runs their @register_model decorators.
+    from slimpose.models import _builtin  # noqa: F401
