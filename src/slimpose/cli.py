@@ -1,0 +1,63 @@
+"""The ``slimpose`` command.
+
+Each sub-command lives in the module that does the work, which defines
+``add_<name>_arguments(parser)`` and ``run_<name>(args) -> int``. Modules are imported
+only for the command being run, so ``slimpose --help`` and the torch-free commands
+stay fast and do not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from slimpose import __version__
+from slimpose.errors import SlimposeError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": ("slimpose.engine.quickstart", "generate synthetic data, train a small model, evaluate, draw"),
+    "train": ("slimpose.engine.commands", "train a model from a YAML config"),
+    "eval": ("slimpose.engine.commands", "evaluate a checkpoint, or score a COCO results file"),
+    "data": ("slimpose.data.commands", "synthetic data generation and augmented-crop pictures"),
+    "models": ("slimpose.deploy.commands", "list registered models"),
+    "complexity": ("slimpose.deploy.commands", "params and GMACs of models beside the papers' figures"),
+    "export": ("slimpose.deploy.commands", "export a model to ONNX and check it against PyTorch"),
+    "bench": ("slimpose.deploy.commands", "CPU/GPU latency of models in PyTorch and ONNX Runtime"),
+    "quantize": ("slimpose.deploy.commands", "INT8 static quantisation of an exported ONNX model"),
+    "infer": ("slimpose.deploy.commands", "torch-free pose inference on images with an exported ONNX model"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"usage: slimpose <command> [options]   (slimpose {__version__})", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run 'slimpose <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"slimpose: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"slimpose {name}", description=COMMANDS[name][1])
+    getattr(module, f"add_{name}_arguments")(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(getattr(module, f"run_{name}")(args) or 0)
+    except SlimposeError as e:
+        print(f"slimpose {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"slimpose {name}: interrupted", file=sys.stderr)
+        return 130

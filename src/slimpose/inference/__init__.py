@@ -1,0 +1,1 @@
+"""Inference application: detectors, the pose estimator, drawing."""

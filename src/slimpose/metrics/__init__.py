@@ -1,0 +1,1 @@
+"""Metrics: COCO OKS AP through pycocotools, MPII PCKh, LSP PCK."""
