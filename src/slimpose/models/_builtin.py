@@ -1,3 +1,4 @@
 """Imports every built-in model file so that its variants are registered."""
 
 from slimpose.models import tiny  # noqa: F401
+from slimpose.models import lpn  # noqa: F401
