@@ -1,0 +1,314 @@
+"""COCO keypoint evaluation: OKS, OKS-NMS, detection-mode rescoring, pycocotools AP.
+
+Numpy + pycocotools only (no torch). The rescoring and NMS follow HRNet / MMPose
+(SPEC section 2): each person's score becomes box score x mean of its keypoint scores
+above 0.2 (0 if none is), then greedy OKS-NMS at 0.9 per image, then COCOeval with
+``iouType="keypoints"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import numbers
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimpose.errors import DataError
+
+# pycocotools' COCOeval.Params.kpt_oks_sigmas (= COCO17.sigmas).
+COCO_SIGMAS = np.array(
+    [0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
+     0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089],
+    dtype=np.float64,
+)
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+
+
+# --------------------------------------------------------------------------- OKS and NMS
+
+
+def oks_iou(
+    kpt: np.ndarray,
+    kpts: np.ndarray,
+    area: float,
+    areas: np.ndarray,
+    sigmas: np.ndarray,
+    vis_thr: float | None = None,
+) -> np.ndarray:
+    """OKS between one pose ``kpt`` (K, 3) and each of ``kpts`` (M, K, 3).
+
+    HRNet / MMPose's NMS similarity: the scale is the mean of the two areas, and with
+    ``vis_thr`` only joints whose score exceeds it in both poses count.
+    """
+    g = np.asarray(kpt, dtype=np.float64).reshape(-1, 3)
+    d = np.asarray(kpts, dtype=np.float64).reshape(-1, g.shape[0], 3)
+    a_d = np.asarray(areas, dtype=np.float64).reshape(-1)
+    sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    if sig.shape[0] != g.shape[0]:
+        raise ValueError(f"{sig.shape[0]} sigmas for {g.shape[0]} keypoints")
+    if d.shape[0] == 0:
+        return np.zeros(0, dtype=np.float64)
+    var = (sig * 2.0) ** 2
+    dx = d[:, :, 0] - g[None, :, 0]
+    dy = d[:, :, 1] - g[None, :, 1]
+    scale = (float(area) + a_d)[:, None] / 2.0 + np.spacing(1)
+    e = (dx**2 + dy**2) / var[None] / scale / 2.0
+    if vis_thr is None:
+        return np.exp(-e).mean(axis=1)
+    use = (g[None, :, 2] > vis_thr) & (d[:, :, 2] > vis_thr)
+    n = use.sum(axis=1)
+    total = np.where(use, np.exp(-e), 0.0).sum(axis=1)
+    return np.where(n > 0, total / np.maximum(n, 1), 0.0)
+
+
+def oks_nms(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    sigmas: np.ndarray,
+    thr: float = 0.9,
+    vis_thr: float | None = None,
+) -> list[int]:
+    """Greedy OKS-NMS: indices kept, best score first (ties keep input order).
+
+    ``keypoints`` (N, K, 3) as (x, y, score); a pose is dropped when its OKS with an
+    already kept, higher-scored pose is above ``thr``.
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    ar = np.asarray(areas, dtype=np.float64).reshape(-1)
+    if kpts.shape[0] == 0:
+        return []
+    if kpts.ndim != 3 or kpts.shape[2] < 3:
+        raise ValueError(f"keypoints must be (N, K, 3), got shape {kpts.shape}")
+    order = np.argsort(-sc, kind="stable")
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        ovr = oks_iou(kpts[i], kpts[rest], ar[i], ar[rest], sigmas, vis_thr)
+        order = rest[ovr <= thr]
+    return keep
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _py_id(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    return v
+
+
+def coco_topdown_results(
+    image_ids: Sequence,
+    keypoints: np.ndarray,
+    kpt_scores: np.ndarray,
+    box_scores: np.ndarray,
+    areas: np.ndarray,
+    sigmas: np.ndarray,
+    kpt_score_thr: float = 0.2,
+    nms_thr: float = 0.9,
+    rescore: bool = True,
+    nms: bool = True,
+    category_id: int = 1,
+) -> list[dict]:
+    """COCO results dicts from top-down predictions (one entry per person box).
+
+    ``keypoints`` (N, K, 2) in image pixels, ``kpt_scores`` (N, K), ``box_scores`` (N,),
+    ``areas`` (N,) (the box / scale area used by OKS-NMS). With ``rescore`` the score is
+    box score x mean of the keypoint scores above ``kpt_score_thr`` (0 when none is);
+    without, the box score. With ``nms`` greedy OKS-NMS at ``nms_thr`` runs per image.
+    Output order: images in first-seen order, kept poses best first.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    ks = np.asarray(kpt_scores, dtype=np.float64)
+    bs = np.asarray(box_scores, dtype=np.float64).reshape(-1)
+    ar = np.asarray(areas, dtype=np.float64).reshape(-1)
+    ids = list(np.asarray(image_ids).reshape(-1)) if not isinstance(image_ids, list) else list(image_ids)
+    n = len(ids)
+    if kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 2:
+        raise ValueError(f"keypoints must be (N, K, 2) with N={n}, got shape {kp.shape}")
+    if ks.shape != kp.shape[:2] or bs.shape[0] != n or ar.shape[0] != n:
+        raise ValueError(
+            f"shape mismatch: keypoints {kp.shape}, kpt_scores {ks.shape}, box_scores {bs.shape}, areas {ar.shape}"
+        )
+    if rescore:
+        valid = ks > kpt_score_thr
+        cnt = valid.sum(axis=1)
+        mean = np.where(cnt > 0, np.where(valid, ks, 0.0).sum(axis=1) / np.maximum(cnt, 1), 0.0)
+        scores = bs * mean
+    else:
+        scores = bs.copy()
+    full = np.concatenate([kp, ks[..., None]], axis=2)  # (N, K, 3)
+
+    by_image: dict[Any, list[int]] = defaultdict(list)
+    for i, img in enumerate(ids):
+        by_image[_py_id(img)].append(i)
+
+    results: list[dict] = []
+    for img, idx in by_image.items():
+        idx_arr = np.asarray(idx, dtype=np.int64)
+        if nms and len(idx) > 1:
+            kept = oks_nms(full[idx_arr], scores[idx_arr], ar[idx_arr], sigmas, thr=nms_thr)
+            sel = idx_arr[kept]
+        else:
+            sel = idx_arr[np.argsort(-scores[idx_arr], kind="stable")]
+        for i in sel:
+            results.append({
+                "image_id": img,
+                "category_id": int(category_id),
+                "keypoints": [float(v) for v in full[i].reshape(-1)],
+                "score": float(scores[i]),
+            })
+    return results
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _load_coco(ann: Any, verbose: bool = False):
+    from pycocotools.coco import COCO
+
+    if isinstance(ann, COCO):
+        return ann
+    path = Path(ann)
+    if not path.is_file():
+        raise DataError(path, "annotations", "file not found")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+            return COCO(str(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, "annotations", f"not valid JSON ({exc})") from None
+    except (KeyError, TypeError, AssertionError) as exc:
+        raise DataError(path, "annotations", f"not a COCO annotation file ({exc!r})") from None
+
+
+def _load_results(results: Any) -> tuple[list, str]:
+    if isinstance(results, (str, Path)):
+        path = Path(results)
+        if not path.is_file():
+            raise DataError(path, "results", "file not found")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(path, "results", f"not valid JSON ({exc})") from None
+        return data, str(path)
+    return results, "<results>"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def validate_results(results: Any, coco, source: str = "<results>") -> list[dict]:
+    """Check a COCO keypoint results list against the annotations; return a clean copy.
+
+    Each entry must be an object with ``image_id`` (an image of the annotations),
+    ``category_id`` (a category with keypoints), ``keypoints`` (3 x K finite numbers for
+    that category) and a finite ``score``. Raises :class:`DataError` naming the field and
+    the entry index.
+    """
+    if not isinstance(results, list):
+        raise DataError(source, "results", f"expected a list of result objects, got {type(results).__name__}")
+    if not results:
+        raise DataError(source, "results", "no results to evaluate (empty list)")
+    img_ids = set(coco.getImgIds())
+    num_kpts = {
+        c["id"]: len(c.get("keypoints") or []) for c in coco.dataset.get("categories", [])
+    }
+    kpt_cats = [c for c, n in num_kpts.items() if n > 0]
+    clean: list[dict] = []
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise DataError(source, "results", f"entry {i}: expected an object, got {type(r).__name__}")
+        for key in ("image_id", "keypoints", "score"):
+            if key not in r:
+                raise DataError(source, key, f"entry {i}: missing {key!r}")
+        cat = r.get("category_id", None)
+        if cat is None:
+            if len(kpt_cats) != 1:
+                raise DataError(source, "category_id", f"entry {i}: missing 'category_id'")
+            cat = kpt_cats[0]  # one keypoint category (person): the id is implied
+        cat = _py_id(cat)
+        if cat not in num_kpts or num_kpts[cat] == 0:
+            raise DataError(source, "category_id", f"entry {i}: category {cat!r} is not a keypoint category of the annotations")
+        img = _py_id(r["image_id"])
+        if img not in img_ids:
+            raise DataError(source, "image_id", f"entry {i}: image id {img!r} is not in the annotations")
+        kp = r["keypoints"]
+        if not isinstance(kp, (list, tuple)):
+            raise DataError(source, "keypoints", f"entry {i}: expected a list of numbers, got {type(kp).__name__}")
+        want = 3 * num_kpts[cat]
+        if len(kp) != want:
+            raise DataError(
+                source, "keypoints",
+                f"entry {i}: expected {want} values ({num_kpts[cat]} keypoints x [x, y, score]), got {len(kp)}",
+            )
+        if not all(_is_number(v) for v in kp):
+            raise DataError(source, "keypoints", f"entry {i}: values must be finite numbers")
+        if not _is_number(r["score"]):
+            raise DataError(source, "score", f"entry {i}: must be a finite number, got {r['score']!r}")
+        clean.append({
+            "image_id": img,
+            "category_id": cat,
+            "keypoints": [float(v) for v in kp],
+            "score": float(r["score"]),
+        })
+    return clean
+
+
+def coco_keypoint_eval(
+    ann: Any,
+    results: Any,
+    sigmas: np.ndarray | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """OKS AP / AR with pycocotools' COCOeval(iouType="keypoints").
+
+    ``ann`` is an annotation path or a ``pycocotools.coco.COCO``; ``results`` a list of
+    result dicts or a results JSON path. ``sigmas`` default to the COCO ones (required
+    for other keypoint counts). Returns AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL
+    (fractions, -1 where COCOeval has nothing to score, e.g. no medium persons).
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    coco = _load_coco(ann, verbose)
+    data, source = _load_results(results)
+    dets = validate_results(data, coco, source)
+    k = len(dets[0]["keypoints"]) // 3
+    if sigmas is None:
+        if k != len(COCO_SIGMAS):
+            raise ValueError(f"{k} keypoints per result: pass sigmas (the COCO defaults are for 17)")
+        sig = COCO_SIGMAS
+    else:
+        sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+        if sig.shape[0] != k:
+            raise ValueError(f"{sig.shape[0]} sigmas for {k} keypoints per result")
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with quiet:
+        coco_dt = coco.loadRes(copy.deepcopy(dets))
+        ev = COCOeval(coco, coco_dt, iouType="keypoints")
+        ev.params.kpt_oks_sigmas = sig
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats)}
+
+
+def evaluate_results_file(ann_file: Any, results_file: Any, sigmas: np.ndarray | None = None,
+                          verbose: bool = False) -> dict[str, float]:
+    """Validate a COCO keypoint results file against the annotations and evaluate it."""
+    return coco_keypoint_eval(ann_file, results_file, sigmas=sigmas, verbose=verbose)

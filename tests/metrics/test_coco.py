@@ -1,0 +1,237 @@
+"""COCO metrics: OKS, OKS-NMS, detection-mode rescoring, pycocotools evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slimpose.errors import DataError
+from slimpose.keypoints import COCO17
+from slimpose.metrics.coco import (
+    STAT_NAMES,
+    coco_keypoint_eval,
+    coco_topdown_results,
+    evaluate_results_file,
+    oks_iou,
+    oks_nms,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+VAL_ANN = SHARED_DATA / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
+SIGMAS = COCO17.sigmas_array()
+
+
+def _pose(rng, cx=100.0, cy=100.0, spread=40.0):
+    xy = np.stack([cx + rng.uniform(-spread, spread, 17), cy + rng.uniform(-2 * spread, 2 * spread, 17)], axis=1)
+    return np.concatenate([xy, np.ones((17, 1))], axis=1)
+
+
+# --------------------------------------------------------------------------- OKS / NMS
+
+
+def test_oks_iou_values():
+    rng = np.random.default_rng(0)
+    g = _pose(rng)
+    same = oks_iou(g, g[None], 5000.0, np.array([5000.0]), SIGMAS)
+    np.testing.assert_allclose(same, [1.0])
+    # Shift every joint by d: OKS = mean(exp(-d^2 / (2 * s * (2 sigma)^2))), s = mean area.
+    d = 3.0
+    moved = g.copy()
+    moved[:, 0] += d
+    area_g, area_d = 4000.0, 6000.0
+    s = (area_g + area_d) / 2 + np.spacing(1)
+    want = np.mean(np.exp(-(d**2) / (2 * s * (2 * SIGMAS) ** 2)))
+    np.testing.assert_allclose(oks_iou(g, moved[None], area_g, np.array([area_d]), SIGMAS), [want])
+    # vis_thr: only joints confident in both poses count
+    moved[:8, 2] = 0.0
+    want_vis = np.mean(np.exp(-(d**2) / (2 * s * (2 * SIGMAS[8:]) ** 2)))
+    np.testing.assert_allclose(oks_iou(g, moved[None], area_g, np.array([area_d]), SIGMAS, vis_thr=0.5), [want_vis])
+    assert oks_iou(g, np.zeros((0, 17, 3)), 1.0, np.zeros(0), SIGMAS).shape == (0,)
+
+
+def test_oks_nms_drops_duplicate_keeps_distinct():
+    rng = np.random.default_rng(1)
+    a = _pose(rng, 100, 150)
+    dup = a.copy()
+    dup[:, :2] += rng.normal(0, 0.5, (17, 2))
+    other = _pose(rng, 400, 150)
+    kpts = np.stack([dup, a, other])
+    scores = np.array([0.7, 0.9, 0.8])
+    areas = np.full(3, 120.0 * 250.0)
+    assert oks_nms(kpts, scores, areas, SIGMAS, thr=0.9) == [1, 2]
+    # a strict threshold above the duplicate's OKS keeps everything
+    assert sorted(oks_nms(kpts, scores, areas, SIGMAS, thr=1.0)) == [0, 1, 2]
+    assert oks_nms(np.zeros((0, 17, 3)), np.zeros(0), np.zeros(0), SIGMAS) == []
+
+
+def test_topdown_results_rescore_and_nms():
+    rng = np.random.default_rng(2)
+    a = _pose(rng, 100, 150)[:, :2]
+    b = a + 0.3  # near duplicate of a
+    c = _pose(rng, 400, 150)[:, :2]
+    kpts = np.stack([a, b, c, c])
+    ks = np.full((4, 17), 0.1)
+    ks[0, :5] = 0.9  # mean of scores above 0.2 = 0.9
+    ks[1, :] = 0.5
+    ks[2, :10] = 0.6
+    # entry 3: no keypoint score above 0.2 -> score 0
+    box = np.array([0.8, 1.0, 0.5, 0.9])
+    areas = np.full(4, 30000.0)
+    img = np.array([7, 7, 7, 9])
+    res = coco_topdown_results(img, kpts, ks, box, areas, SIGMAS)
+    # image 7: b (0.5) vs a (0.72): a kept, b suppressed; c kept (0.3). Image 9: d with score 0.
+    assert [r["image_id"] for r in res] == [7, 7, 9]
+    np.testing.assert_allclose([r["score"] for r in res], [0.72, 0.3, 0.0])
+    r0 = res[0]
+    assert set(r0) == {"image_id", "category_id", "keypoints", "score"}
+    assert r0["category_id"] == 1 and type(r0["image_id"]) is int
+    assert len(r0["keypoints"]) == 51 and all(type(v) is float for v in r0["keypoints"])
+    np.testing.assert_allclose(np.reshape(r0["keypoints"], (17, 3))[:, :2], a)
+    np.testing.assert_allclose(np.reshape(r0["keypoints"], (17, 3))[:, 2], ks[0])
+    json.dumps(res)
+    # no rescoring, no NMS
+    res2 = coco_topdown_results(img, kpts, ks, box, areas, SIGMAS, rescore=False, nms=False, category_id=3)
+    assert len(res2) == 4 and {r["category_id"] for r in res2} == {3}
+    np.testing.assert_allclose(sorted(r["score"] for r in res2), sorted(box))
+
+
+# --------------------------------------------------------------------------- evaluation on coco-mini
+
+needs_data = pytest.mark.skipif(not VAL_ANN.is_file(), reason=f"{VAL_ANN} not found (../shared/data)")
+
+
+def _gt_results():
+    data = json.loads(VAL_ANN.read_text())
+    out = []
+    for a in data["annotations"]:
+        if a["num_keypoints"] > 0:
+            kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
+            kp[:, 2] = (kp[:, 2] > 0).astype(np.float64)
+            out.append({"image_id": a["image_id"], "category_id": 1,
+                        "keypoints": kp.reshape(-1).tolist(), "score": 1.0})
+    return out
+
+
+@pytest.mark.realdata
+@needs_data
+def test_ground_truth_scores_ap_1(tmp_path):
+    res = _gt_results()
+    assert len(res) == 68
+    path = tmp_path / "gt_results.json"
+    path.write_text(json.dumps(res))
+    stats = evaluate_results_file(VAL_ANN, path)
+    assert set(stats) == set(STAT_NAMES)
+    assert stats["AP"] == pytest.approx(1.0)
+    assert stats["AR"] == pytest.approx(1.0)
+    assert stats["AP50"] == pytest.approx(1.0) and stats["AP75"] == pytest.approx(1.0)
+
+
+@pytest.mark.realdata
+@needs_data
+def test_perturbed_results_match_direct_pycocotools(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    rng = np.random.default_rng(1234)
+    res = _gt_results()
+    for r in res:
+        kp = np.asarray(r["keypoints"]).reshape(-1, 3)
+        kp[:, :2] += rng.normal(0.0, 6.0, (kp.shape[0], 2))
+        kp[:, 2] = rng.uniform(0, 1, kp.shape[0])
+        r["keypoints"] = kp.reshape(-1).tolist()
+        r["score"] = float(rng.uniform(0.05, 1.0))
+    path = tmp_path / "noisy_results.json"
+    path.write_text(json.dumps(res))
+
+    stats = evaluate_results_file(str(VAL_ANN), str(path))
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(VAL_ANN))
+        dt = gt.loadRes(str(path))
+        ev = COCOeval(gt, dt, iouType="keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert [stats[k] for k in STAT_NAMES] == [float(v) for v in ev.stats]
+    assert 0.0 < stats["AP"] < 1.0
+
+    # A COCO object and a results list give the same numbers, quietly.
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        again = coco_keypoint_eval(gt, json.loads(path.read_text()), sigmas=COCO17.sigmas_array())
+    assert again == stats and buf.getvalue() == ""
+
+
+def _write(tmp_path, obj, name="bad.json"):
+    p = tmp_path / name
+    p.write_text(json.dumps(obj))
+    return p
+
+
+@pytest.mark.realdata
+@needs_data
+def test_malformed_results_raise_data_error(tmp_path):
+    good = _gt_results()[:3]
+
+    def check(entries, field, *words):
+        path = _write(tmp_path, entries)
+        with pytest.raises(DataError) as info:
+            evaluate_results_file(VAL_ANN, path)
+        err = info.value
+        assert err.field == field and err.source == str(path)
+        for w in words:
+            assert w in err.problem
+
+    missing = [dict(r) for r in good]
+    del missing[1]["keypoints"]
+    check(missing, "keypoints", "entry 1", "missing")
+
+    short = [dict(r) for r in good]
+    short[2]["keypoints"] = short[2]["keypoints"][:-1]
+    check(short, "keypoints", "entry 2", "51", "50")
+
+    unknown = [dict(r) for r in good]
+    unknown[0]["image_id"] = 999999999
+    check(unknown, "image_id", "entry 0", "999999999")
+
+    nan = [dict(r) for r in good]
+    nan[1]["keypoints"] = ["a"] + nan[1]["keypoints"][1:]
+    check(nan, "keypoints", "entry 1")
+
+    noscore = [dict(r) for r in good]
+    del noscore[0]["score"]
+    check(noscore, "score", "entry 0")
+
+    check([], "results", "empty")
+    check({"image_id": 1}, "results")
+
+    with pytest.raises(DataError) as info:
+        coco_keypoint_eval(VAL_ANN, [])
+    assert info.value.field == "results"
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{")
+    with pytest.raises(DataError) as info:
+        evaluate_results_file(VAL_ANN, broken)
+    assert info.value.field == "results"
+
+    with pytest.raises(DataError) as info:
+        evaluate_results_file(VAL_ANN, tmp_path / "nope.json")
+    assert info.value.field == "results"
+    with pytest.raises(DataError) as info:
+        evaluate_results_file(tmp_path / "no_ann.json", _write(tmp_path, good, "ok.json"))
+    assert info.value.field == "annotations"
+
+
+@pytest.mark.realdata
+@needs_data
+def test_category_id_may_be_omitted(tmp_path):
+    res = _gt_results()
+    for r in res:
+        del r["category_id"]
+    assert coco_keypoint_eval(VAL_ANN, res)["AP"] == pytest.approx(1.0)

@@ -1,0 +1,134 @@
+"""PCK metrics on hand-built cases with known distances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slimpose.keypoints import COCO17, LSP14, MPII16
+from slimpose.metrics.pck import keypoint_pck_accuracy, lsp_pck, mpii_head_sizes, mpii_pckh
+
+
+def _offset(gt, errors):
+    """pred = gt moved by errors[n][j] pixels along x."""
+    pred = gt.copy()
+    for n, errs in enumerate(errors):
+        for j, e in errs.items():
+            pred[n, j, 0] += e
+    return pred
+
+
+def test_keypoint_pck_accuracy_basic():
+    gt = np.zeros((3, 3, 2))
+    pred = gt.copy()
+    pred[0, :, 0] = [1.0, 2.0, 3.0]  # norm 10: 0.1, 0.2, 0.3
+    pred[1, :, 1] = [4.0, 0.0, 8.0]  # norm 20: 0.2, 0.0, 0.4
+    pred[2, :, 0] = 100.0  # norm 0: excluded
+    mask = np.ones((3, 3), dtype=bool)
+    mask[1, 2] = False
+    norm = np.array([10.0, 20.0, 0.0])
+    per, mean, counts = keypoint_pck_accuracy(pred, gt, mask, 0.2, norm)
+    np.testing.assert_array_equal(counts, [2, 2, 1])
+    np.testing.assert_allclose(per, [0.5, 0.5, 0.0])  # 0.2 is not < 0.2
+    assert mean == pytest.approx(2 / 5)
+    per_i, mean_i, _ = keypoint_pck_accuracy(pred, gt, mask, 0.2, norm, inclusive=True)
+    np.testing.assert_allclose(per_i, [1.0, 1.0, 0.0])
+    assert mean_i == pytest.approx(4 / 5)
+    # a joint nobody labelled gives NaN, not 0
+    mask[:, 1] = False
+    per, mean, counts = keypoint_pck_accuracy(pred, gt, mask, 0.5, norm)
+    assert np.isnan(per[1]) and counts[1] == 0
+    assert mean == pytest.approx(1.0)
+    per, mean, counts = keypoint_pck_accuracy(pred, gt, np.zeros((3, 3), bool), 0.5, norm)
+    assert np.isnan(per).all() and np.isnan(mean) and counts.sum() == 0
+
+
+def test_mpii_head_sizes():
+    boxes = np.array([[[10.0, 20.0], [40.0, 60.0]], [[0.0, 0.0], [6.0, 8.0]]])
+    np.testing.assert_allclose(mpii_head_sizes(boxes), [30.0, 6.0])
+
+
+def test_mpii_pckh_hand_built():
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 200, (3, 16, 2)).astype(np.float64)
+    mask = np.ones((3, 16), dtype=bool)
+    mask[1, 15] = False  # left wrist of person 1 unlabelled
+    head = np.array([10.0, 20.0, 0.0])  # person 2 has no head box: left out
+    pred = _offset(gt, [
+        # head 10 -> correct @0.5 when error <= 5, @0.1 when <= 1
+        {0: 5.0, 1: 6.0, 6: 100.0, 7: 100.0, 9: 0.5, 10: 3.0},
+        # head 20 -> correct @0.5 when error <= 10, @0.1 when <= 2
+        {0: 11.0, 9: 2.0, 12: 10.0, 15: 1000.0},
+        {j: 1000.0 for j in range(16)},
+    ])
+    out = mpii_pckh(pred, gt, mask, head)
+    # 27 labelled pairs outside pelvis/thorax; @0.5 wrong: p0 j1, p1 j0.
+    assert out["PCKh"] == pytest.approx(25 / 27)
+    # @0.1 wrong: p0 j0, j1, j10; p1 j0, j12 (p1's head top at exactly 0.1 counts).
+    assert out["PCKh@0.1"] == pytest.approx(22 / 27)
+    assert out["Head"] == pytest.approx(1.0)  # head top only, as HRNet prints it
+    assert out["Ankle"] == pytest.approx(0.75)
+    assert out["Knee"] == pytest.approx(0.75)
+    for g in ("Shoulder", "Elbow", "Wrist", "Hip"):
+        assert out[g] == pytest.approx(1.0), g
+    assert set(out) == {"PCKh", "PCKh@0.1", "Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"}
+
+
+def test_mpii_pckh_excludes_pelvis_and_thorax_only():
+    gt = np.zeros((1, 16, 2))
+    head = np.array([10.0])
+    mask = np.ones((1, 16), dtype=bool)
+    # only pelvis and thorax wrong: the mean is perfect
+    out = mpii_pckh(_offset(gt, [{6: 50.0, 7: 50.0}]), gt, mask, head)
+    assert out["PCKh"] == 1.0 and out["PCKh@0.1"] == 1.0
+    # upper neck wrong: it is in the mean (1 of 14) but in no printed group
+    out = mpii_pckh(_offset(gt, [{8: 50.0}]), gt, mask, head)
+    assert out["PCKh"] == pytest.approx(13 / 14)
+    assert out["Head"] == 1.0
+
+
+def test_lsp_pck_torso_normalisation():
+    gt = np.zeros((3, 14, 2))
+    gt[:, :, 0] = np.arange(14) * 7.0
+    gt[:, :, 1] = 50.0
+    # person 0: left shoulder (9) to right hip (2) = 50 px; person 1: 100 px
+    gt[0, 9] = [0.0, 0.0]
+    gt[0, 2] = [30.0, 40.0]
+    gt[1, 9] = [0.0, 0.0]
+    gt[1, 2] = [60.0, 80.0]
+    mask = np.ones((3, 14), dtype=bool)
+    mask[1, 13] = False  # head top of person 1 unlabelled
+    mask[2, 2] = False  # person 2: torso not labelled -> left out
+    pred = _offset(gt, [
+        # threshold 0.2 x 50 = 10 px (strict), 0.1 -> 5 px
+        {0: 9.9, 1: 10.0, 13: 4.9, 12: 5.0, 9: 20.0},
+        # 0.2 x 100 = 20 px, 0.1 -> 10 px; a wrong torso joint does not move the normaliser
+        {0: 25.0, 6: 19.0, 13: 1000.0},
+        {j: 1000.0 for j in range(14)},
+    ])
+    out = lsp_pck(pred, gt, mask)
+    assert out["PCK"] == pytest.approx(24 / 27)
+    assert out["PCK@0.1"] == pytest.approx(21 / 27)
+    assert out["Head"] == pytest.approx(1.0)
+    assert out["Ankle"] == pytest.approx(0.75)
+    assert out["Knee"] == pytest.approx(0.75)
+    assert out["Shoulder"] == pytest.approx(0.75)
+    for g in ("Elbow", "Wrist", "Hip"):
+        assert out[g] == pytest.approx(1.0), g
+    # the normaliser comes from the ground truth, never from the prediction
+    pred2 = pred.copy()
+    pred2[:, 2] += 500.0
+    assert lsp_pck(pred2, gt, mask)["PCK"] == pytest.approx(22 / 27)  # only the hips themselves fail
+
+
+def test_lsp_pck_other_threshold_and_layouts():
+    gt = np.zeros((1, 14, 2))
+    gt[0, 9] = [0.0, 0.0]
+    gt[0, 2] = [0.0, 100.0]
+    pred = _offset(gt, [{0: 30.0}])
+    mask = np.ones((1, 14), dtype=bool)
+    assert lsp_pck(pred, gt, mask, thr=0.5)["PCK"] == 1.0
+    assert lsp_pck(pred, gt, mask, thr=0.2)["PCK"] == pytest.approx(13 / 14)
+    with pytest.raises(ValueError):
+        lsp_pck(np.zeros((1, 17, 2)), np.zeros((1, 17, 2)), np.ones((1, 17), bool), layout=COCO17)
+    assert MPII16.torso is None and LSP14.torso == (9, 2)
