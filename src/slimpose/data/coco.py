@@ -1,0 +1,226 @@
+"""COCO-format keypoint data (COCO 2017, coco-mini, the synthetic data, custom sets).
+
+Ground-truth boxes, as MMPose/HRNet train on them: crowd annotations and annotations
+with no labelled keypoint are skipped; boxes are clipped to the image
+(``x2 = min(x + w, width - 1)``) and empty ones skipped; a labelled keypoint outside the
+image is an annotation error and is unlabelled. Every skip is counted in ``skipped``.
+With ``det_file`` (COCO results JSON of person detections) the instances are the
+detections of category 1 with score > ``det_score_thr`` (evaluation only).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from slimpose.data.sources import DataSource, check_images_exist, require_instances
+from slimpose.data.transforms import BOX_PADDING, box_to_center_scale
+from slimpose.data.types import PersonInstance
+from slimpose.errors import DataError
+from slimpose.keypoints import KeypointLayout
+
+
+def load_json(path: str | Path, field_name: str = "ann_file"):
+    path = Path(path)
+    if not str(path) or not path.is_file():
+        raise DataError(str(path) or "config", field_name, "file not found")
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(str(path), field_name, f"not valid JSON ({e})") from None
+
+
+def _number_list(value, length: int | None) -> bool:
+    return (isinstance(value, (list, tuple)) and (length is None or len(value) == length)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+def _plain(value):
+    """json.dumps fallback for numpy scalars and arrays."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class CocoSource(DataSource):
+    def __init__(self, ann_file: str | Path, img_dir: str | Path, layout: KeypointLayout, aspect_ratio: float,
+                 train: bool = True, det_file: str | Path = "", det_score_thr: float = 0.0, name: str = "coco"):
+        super().__init__(name=name, layout=layout, main_metric="AP")
+        self.ann_file = str(ann_file)
+        self.img_dir = Path(img_dir)
+        self.aspect_ratio = aspect_ratio
+        self.det_file = str(det_file or "")
+        data = load_json(self.ann_file, "ann_file")
+        images = self._read_images(data)
+        if self.det_file:
+            if train:
+                raise DataError(self.det_file, "det_file", "detections carry no keypoints: use det_file for "
+                                "validation only")
+            self._read_detections(images, det_score_thr)
+            require_instances(self, self.det_file, "detections")
+        else:
+            self._read_annotations(data, images)
+            require_instances(self, self.ann_file, "annotations")
+        check_images_exist([inst.image_path for inst in self.instances], self.ann_file,
+                           f"images[].file_name (in {self.img_dir})")
+
+    @classmethod
+    def from_config(cls, ds, layout: KeypointLayout, aspect_ratio: float, train: bool) -> "CocoSource":
+        if not ds.img_dir:
+            raise DataError(ds.ann_file or "config", "img_dir", "not set: the folder of the images")
+        return cls(ds.ann_file, ds.img_dir, layout, aspect_ratio, train=train,
+                   det_file=ds.det_file, det_score_thr=ds.det_score_thr, name=ds.type)
+
+    # ------------------------------------------------------------------ reading
+    def _read_images(self, data) -> dict:
+        src = self.ann_file
+        if not isinstance(data, dict):
+            raise DataError(src, "(top level)", "expected a JSON object with 'images' and 'annotations'")
+        for key in ("images", "annotations"):
+            if not isinstance(data.get(key), list):
+                raise DataError(src, key, "missing or not a list")
+        images = {}
+        for i, img in enumerate(data["images"]):
+            if not isinstance(img, dict):
+                raise DataError(src, f"images[{i}]", "not an object")
+            for key in ("id", "file_name", "width", "height"):
+                if key not in img:
+                    raise DataError(src, f"images[{i}].{key}", "missing")
+            if not isinstance(img["file_name"], str) or not img["file_name"]:
+                raise DataError(src, f"images[{i}].file_name", f"expected a file name, got {img['file_name']!r}")
+            if not (isinstance(img["width"], (int, float)) and isinstance(img["height"], (int, float))
+                    and img["width"] > 0 and img["height"] > 0):
+                raise DataError(src, f"images[{i}].width/height", f"expected positive numbers, got "
+                                f"{img['width']!r} x {img['height']!r}")
+            images[img["id"]] = img
+        return images
+
+    def _read_annotations(self, data: dict, images: dict) -> None:
+        src, k = self.ann_file, self.layout.num_keypoints
+        for i, ann in enumerate(data["annotations"]):
+            where = f"annotations[{i}]"
+            if not isinstance(ann, dict):
+                raise DataError(src, where, "not an object")
+            for key in ("image_id", "bbox", "keypoints"):
+                if key not in ann:
+                    raise DataError(src, f"{where}.{key}", "missing (a keypoint annotation needs image_id, bbox, "
+                                    "keypoints)")
+            if ann["image_id"] not in images:
+                raise DataError(src, f"{where}.image_id", f"{ann['image_id']!r} is not in images[]")
+            if not _number_list(ann["keypoints"], 3 * k):
+                n = len(ann["keypoints"]) if isinstance(ann["keypoints"], list) else type(ann["keypoints"]).__name__
+                raise DataError(src, f"{where}.keypoints", f"expected {3 * k} numbers ({k} keypoints of the "
+                                f"{self.layout.name!r} layout as x, y, v), got {n}")
+            if not _number_list(ann["bbox"], 4):
+                raise DataError(src, f"{where}.bbox", f"expected [x, y, w, h], got {ann['bbox']!r}")
+            if ann.get("iscrowd", 0):
+                self._skip("crowd")
+                continue
+            kpts = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
+            if not (kpts[:, 2] > 0).any():
+                self._skip("no_keypoints")
+                continue
+            img = images[ann["image_id"]]
+            width, height = float(img["width"]), float(img["height"])
+            labelled = kpts[:, 2] > 0
+            outside = labelled & ((kpts[:, 0] < 0) | (kpts[:, 1] < 0) | (kpts[:, 0] > width) | (kpts[:, 1] > height))
+            if outside.any():
+                self._skip("joints_outside_image", int(outside.sum()))
+                labelled &= ~outside
+                if not labelled.any():
+                    self._skip("no_keypoints")
+                    continue
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            x1, y1 = np.clip(x, 0, width - 1), np.clip(y, 0, height - 1)
+            x2, y2 = np.clip(x + w, 0, width - 1), np.clip(y + h, 0, height - 1)
+            if not (x2 > x1 and y2 > y1):
+                self._skip("zero_area_box")
+                continue
+            center, scale = box_to_center_scale([x1, y1, x2 - x1, y2 - y1], self.aspect_ratio)
+            xy = np.where(labelled[:, None], kpts[:, :2], 0.0).astype(np.float32)
+            area = float(ann.get("area") or 0.0) or float((x2 - x1) * (y2 - y1))
+            self.instances.append(PersonInstance(
+                image_path=str(self.img_dir / img["file_name"]), image_id=int(ann["image_id"]),
+                center=center.astype(np.float32), scale=scale.astype(np.float32), keypoints=xy,
+                visible=labelled.astype(np.float32), area=area, box_score=1.0,
+                instance_id=int(ann.get("id", -1)),
+                extra={"flags": np.where(labelled, kpts[:, 2], 0).astype(np.int8),
+                       "bbox": np.array([x1, y1, x2 - x1, y2 - y1], np.float32)}))
+
+    def _read_detections(self, images: dict, score_thr: float) -> None:
+        src, k = self.det_file, self.layout.num_keypoints
+        dets = load_json(src, "det_file")
+        if not isinstance(dets, list):
+            raise DataError(src, "(top level)", "expected a COCO results list of {image_id, category_id, bbox, score}")
+        for i, det in enumerate(dets):
+            where = f"[{i}]"
+            if not isinstance(det, dict):
+                raise DataError(src, where, "not an object")
+            for key in ("image_id", "bbox", "score"):
+                if key not in det:
+                    raise DataError(src, f"{where}.{key}", "missing")
+            if det.get("category_id", 1) != 1:
+                self._skip("not_person")
+                continue
+            if not _number_list(det["bbox"], 4):
+                raise DataError(src, f"{where}.bbox", f"expected [x, y, w, h], got {det['bbox']!r}")
+            if det["image_id"] not in images:
+                raise DataError(src, f"{where}.image_id", f"{det['image_id']!r} is not an image of {self.ann_file}")
+            if not float(det["score"]) > score_thr:
+                self._skip("low_score")
+                continue
+            x, y, w, h = (float(v) for v in det["bbox"])
+            if not (w > 0 and h > 0):
+                self._skip("zero_area_box")
+                continue
+            center, scale = box_to_center_scale([x, y, w, h], self.aspect_ratio)
+            img = images[det["image_id"]]
+            self.instances.append(PersonInstance(
+                image_path=str(self.img_dir / img["file_name"]), image_id=int(det["image_id"]),
+                center=center.astype(np.float32), scale=scale.astype(np.float32),
+                keypoints=np.zeros((k, 2), np.float32), visible=np.zeros(k, np.float32),
+                area=w * h, box_score=float(det["score"]), instance_id=-1,
+                extra={"bbox": np.array([x, y, w, h], np.float32)}))
+
+    # ------------------------------------------------------------------ evaluation
+    def _ground_truth(self):
+        """The annotation file, or — for a truncated source — a COCO object holding only
+        the images this source covers (so a quick run is not scored on unseen images)."""
+        if not self.skipped.get("limit"):
+            return self.ann_file
+        from pycocotools.coco import COCO
+
+        data = load_json(self.ann_file)
+        keep = {inst.image_id for inst in self.instances}
+        subset = {k: v for k, v in data.items() if k not in ("images", "annotations")}
+        subset["images"] = [im for im in data["images"] if im["id"] in keep]
+        subset["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
+        coco = COCO()
+        coco.dataset = subset
+        coco.createIndex()
+        return coco
+
+    def evaluate(self, keypoints, scores, indices, out_dir: Path | None = None) -> dict[str, float]:
+        """OKS AP via pycocotools: rescoring (box score x mean keypoint score above 0.2),
+        OKS-NMS at 0.9 per image, then COCOeval. Area for rescoring/NMS is the unpadded
+        box area, scale w*h / 1.25^2, as MMPose."""
+        from slimpose.metrics.coco import coco_keypoint_eval, coco_topdown_results
+
+        keypoints, scores, indices = self._check_eval_inputs(keypoints, scores, indices)
+        insts = [self.instances[i] for i in indices]
+        image_ids = np.array([inst.image_id for inst in insts], dtype=np.int64)
+        box_scores = np.array([inst.box_score for inst in insts], dtype=np.float64)
+        areas = np.array([float(inst.scale[0]) * float(inst.scale[1]) / BOX_PADDING ** 2 for inst in insts])
+        sigmas = self.layout.sigmas_array()
+        results = coco_topdown_results(image_ids, keypoints, scores, box_scores, areas, sigmas)
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "results_keypoints.json").write_text(json.dumps(results, default=_plain))
+        metrics = coco_keypoint_eval(self._ground_truth(), results, sigmas=sigmas)
+        return {k: float(v) for k, v in metrics.items()}

@@ -1,0 +1,333 @@
+"""Data sources: COCO-format, LSP/LSPET, MPII; counted skips and DataErrors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+
+from slimpose.config import DatasetConfig
+from slimpose.data.coco import CocoSource
+from slimpose.data.lsp import LspSource
+from slimpose.data.mpii import MpiiSource
+from slimpose.data.sources import build_source
+from slimpose.errors import DataError
+from slimpose.keypoints import COCO17, LSP14, MPII16
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+COCO_MINI = SHARED_DATA / "coco-mini"
+LSPET = SHARED_DATA / "lspet"
+INPUT = (256, 192)
+
+needs_coco = pytest.mark.skipif(not COCO_MINI.is_dir(), reason="../shared/data/coco-mini not present")
+needs_lspet = pytest.mark.skipif(not LSPET.is_dir(), reason="../shared/data/lspet not present")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _write_image(path: Path, w: int = 64, h: int = 48) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((h, w, 3), 128, np.uint8))
+
+
+def _ann(i, image_id=1, bbox=(10, 10, 30, 30), n_labelled=5, **kw):
+    kpts = []
+    for j in range(17):
+        kpts += [12 + j, 15 + j, 2] if j < n_labelled else [0, 0, 0]
+    return {"id": i, "image_id": image_id, "category_id": 1, "iscrowd": 0, "bbox": list(bbox), "area": 500.0,
+            "num_keypoints": n_labelled, "keypoints": kpts, **kw}
+
+
+def _coco(tmp_path: Path, annotations, images=None, write_images=True) -> tuple[Path, Path]:
+    images = images or [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}]
+    img_dir = tmp_path / "img"
+    if write_images:
+        for im in images:
+            _write_image(img_dir / im["file_name"])
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1}]}))
+    return ann, img_dir
+
+
+def _coco_source(ann, img_dir, train=True, **kw):
+    return CocoSource(ann, img_dir, COCO17, 0.75, train=train, **kw)
+
+
+# ----------------------------------------------------------------------------- COCO
+@needs_coco
+@pytest.mark.realdata
+def test_coco_mini_train_and_val_counted_skips():
+    train_ann = str(COCO_MINI / "annotations/person_keypoints_train2017.json")
+    src = build_source(DatasetConfig(type="coco", ann_file=train_ann, img_dir=str(COCO_MINI / "train2017")),
+                       COCO17, INPUT, train=True)
+    assert len(src.instances) == 86
+    assert src.skipped == {"crowd": 5, "no_keypoints": 81}
+    assert src.main_metric == "AP"
+    inst = src.instances[0]
+    assert inst.keypoints.shape == (17, 2) and inst.visible.shape == (17,)
+    assert inst.scale[0] / inst.scale[1] == pytest.approx(0.75, rel=1e-5)
+    bbox = inst.extra["bbox"]  # clipped box; the scale is it padded by 1.25 and aspect-fixed
+    assert min(inst.scale[0] / bbox[2], inst.scale[1] / bbox[3]) == pytest.approx(1.25, rel=1e-4)
+    assert Path(inst.image_path).is_file()
+    val = build_source(DatasetConfig(type="coco", ann_file=str(COCO_MINI / "annotations/person_keypoints_val2017.json"),
+                                     img_dir=str(COCO_MINI / "val2017"), limit=10), COCO17, INPUT, train=False)
+    assert len(val.instances) == 10
+    assert val.skipped == {"crowd": 1, "no_keypoints": 49, "limit": 58}
+
+
+@needs_coco
+@pytest.mark.realdata
+def test_coco_evaluate_ground_truth_scores_one(tmp_path):
+    ann = COCO_MINI / "annotations/person_keypoints_val2017.json"
+    src = _coco_source(ann, COCO_MINI / "val2017", train=False)
+    n = len(src.instances)
+    kpts = np.stack([i.keypoints for i in src.instances])
+    scores = np.stack([i.visible for i in src.instances]) * 0.9 + 0.05
+    metrics = src.evaluate(kpts, scores, np.arange(n), out_dir=tmp_path)
+    assert metrics["AP"] == pytest.approx(1.0)
+    results = json.loads((tmp_path / "results_keypoints.json").read_text())
+    assert len(results) == n and len(results[0]["keypoints"]) == 51
+    # noisy predictions score lower
+    noisy = kpts + np.random.default_rng(0).normal(0, 8, kpts.shape)
+    assert src.evaluate(noisy, scores, np.arange(n))["AP"] < 0.9
+
+
+@needs_coco
+@pytest.mark.realdata
+def test_coco_detection_boxes(tmp_path):
+    ann = COCO_MINI / "annotations/person_keypoints_val2017.json"
+    data = json.loads(ann.read_text())
+    image_id = data["images"][0]["id"]
+    dets = [{"image_id": image_id, "category_id": 1, "bbox": [10, 20, 100, 200], "score": 0.9},
+            {"image_id": image_id, "category_id": 1, "bbox": [10, 20, 100, 200], "score": 0.05},
+            {"image_id": image_id, "category_id": 3, "bbox": [10, 20, 100, 200], "score": 0.9},
+            {"image_id": image_id, "category_id": 1, "bbox": [10, 20, 0, 200], "score": 0.9}]
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps(dets))
+    src = _coco_source(ann, COCO_MINI / "val2017", train=False, det_file=det_file, det_score_thr=0.1)
+    assert len(src.instances) == 1
+    assert src.skipped == {"low_score": 1, "not_person": 1, "zero_area_box": 1}
+    inst = src.instances[0]
+    assert inst.box_score == pytest.approx(0.9) and not inst.visible.any()
+    np.testing.assert_allclose(inst.center, [60, 120])
+    with pytest.raises(DataError, match="det_file"):
+        _coco_source(ann, COCO_MINI / "val2017", train=True, det_file=det_file)
+    det_file.write_text(json.dumps([{"image_id": -5, "bbox": [0, 0, 5, 5], "score": 1.0}]))
+    with pytest.raises(DataError, match=r"dets.json: \[0\].image_id"):
+        _coco_source(ann, COCO_MINI / "val2017", train=False, det_file=det_file)
+
+
+def test_coco_counted_skips_and_clipping(tmp_path):
+    anns = [
+        _ann(1),
+        _ann(2, iscrowd=1),
+        _ann(3, n_labelled=0),
+        _ann(4, bbox=(70, 10, 20, 20)),  # entirely right of the 64-px image: zero area after clipping
+        _ann(5, bbox=(-10, -10, 200, 200)),  # clipped to the image
+    ]
+    anns[4]["keypoints"][0:3] = [80, 10, 2]  # a labelled joint outside the image
+    ann, img_dir = _coco(tmp_path, anns)
+    src = _coco_source(ann, img_dir)
+    assert [i.instance_id for i in src.instances] == [1, 5]
+    assert src.skipped == {"crowd": 1, "no_keypoints": 1, "zero_area_box": 1, "joints_outside_image": 1}
+    clipped = src.instances[1]
+    np.testing.assert_allclose(clipped.extra["bbox"], [0, 0, 63, 47])
+    assert clipped.visible[0] == 0 and clipped.visible[1] == 1
+    np.testing.assert_allclose(clipped.keypoints[0], [0, 0])
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda a: a.pop("keypoints"), r"annotations\[0\]\.keypoints"),
+        (lambda a: a.update(keypoints=[1, 2, 2] * 16), r"annotations\[0\]\.keypoints: expected 51 numbers"),
+        (lambda a: a.pop("bbox"), r"annotations\[0\]\.bbox"),
+        (lambda a: a.update(bbox=[1, 2, 3]), r"annotations\[0\]\.bbox"),
+        (lambda a: a.update(image_id=99), r"annotations\[0\]\.image_id"),
+    ],
+)
+def test_coco_malformed_annotations_name_file_and_field(tmp_path, mutate, field):
+    a = _ann(1)
+    mutate(a)
+    ann, img_dir = _coco(tmp_path, [a])
+    with pytest.raises(DataError, match=field) as e:
+        _coco_source(ann, img_dir)
+    assert str(ann) in str(e.value)
+
+
+def test_coco_malformed_files(tmp_path):
+    ann, img_dir = _coco(tmp_path, [_ann(1)], write_images=False)
+    with pytest.raises(DataError, match=r"images\[\]\.file_name.*not found.*a\.jpg"):
+        _coco_source(ann, img_dir)
+    ann, img_dir = _coco(tmp_path, [_ann(1)], images=[{"id": 1, "width": 64, "height": 48}], write_images=False)
+    with pytest.raises(DataError, match=r"images\[0\]\.file_name"):
+        _coco_source(ann, img_dir)
+    ann.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        _coco_source(ann, img_dir)
+    with pytest.raises(DataError, match="file not found"):
+        _coco_source(tmp_path / "missing.json", img_dir)
+    # nothing usable left after filtering
+    ann, img_dir = _coco(tmp_path, [_ann(1, iscrowd=1), _ann(2, n_labelled=0)])
+    msg = r"annotations: no usable person instances \(skipped crowd: 1, no_keypoints: 1\)"
+    with pytest.raises(DataError, match=msg):
+        _coco_source(ann, img_dir)
+    with pytest.raises(DataError, match="img_dir"):
+        build_source(DatasetConfig(type="coco", ann_file=str(ann)), COCO17, INPUT, True)
+    with pytest.raises(DataError, match="type"):
+        build_source(DatasetConfig(type="voc", ann_file=str(ann)), COCO17, INPUT, True)
+
+
+# ----------------------------------------------------------------------------- LSP / LSPET
+@needs_lspet
+@pytest.mark.realdata
+def test_lspet_selection_and_box_from_joints():
+    src = build_source(DatasetConfig(type="lsp", ann_file=str(LSPET / "joints.mat"), first=8001, last=9000),
+                       LSP14, INPUT, train=False)
+    assert len(src.instances) == 1000 and src.main_metric == "PCK"
+    assert Path(src.instances[0].image_path).name == "im08001.jpg"
+    assert Path(src.instances[-1].image_path).name == "im09000.jpg"
+    joints = scipy.io.loadmat(str(LSPET / "joints.mat"))["joints"]
+    for inst in src.instances[:50]:
+        j = joints[:, :, inst.image_id - 1]
+        lab = (j[:, 2] > 0) & (j[:, :2] > 0).all(axis=1)
+        np.testing.assert_array_equal(inst.visible > 0, lab)
+        pts = j[lab, :2]
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        np.testing.assert_allclose(inst.center, (lo + hi) / 2, rtol=1e-5)
+        w, h = hi - lo
+        w, h = max(w, 0.75 * h), max(h, w / 0.75)
+        np.testing.assert_allclose(inst.scale, [1.25 * w, 1.25 * h], rtol=1e-4)
+        np.testing.assert_allclose(inst.keypoints[lab], pts, rtol=1e-5)
+        assert (inst.keypoints[~lab] == 0).all()
+    train = build_source(DatasetConfig(type="lsp", ann_file=str(LSPET / "joints.mat"), first=1, last=8000),
+                         LSP14, INPUT, train=True)
+    assert len(train.instances) + train.skipped.get("too_few_joints", 0) == 8000
+    gt = np.stack([i.keypoints for i in src.instances])
+    metrics = src.evaluate(gt, np.ones(gt.shape[:2]), np.arange(len(gt)))
+    assert metrics["PCK"] == pytest.approx(1.0)
+
+
+def _lsp_original(tmp_path: Path, n: int = 3) -> Path:
+    """A tiny LSP-style set: joints (3, 14, n) and 4-digit image names."""
+    rng = np.random.default_rng(0)
+    joints = np.zeros((3, 14, n))
+    joints[0] = rng.uniform(5, 60, (14, n))
+    joints[1] = rng.uniform(5, 40, (14, n))
+    joints[2] = (rng.random((14, n)) < 0.3).astype(float)  # 1 = occluded in LSP
+    joints[:2, 0, 1] = -1  # image 2: right ankle outside / not annotated
+    root = tmp_path / "lsp"
+    for i in range(1, n + 1):
+        _write_image(root / "images" / f"im{i:04d}.jpg")
+    scipy.io.savemat(str(root / "joints.mat"), {"joints": joints})
+    return root
+
+
+def test_lsp_original_orientation_and_flags(tmp_path):
+    root = _lsp_original(tmp_path)
+    joints = scipy.io.loadmat(str(root / "joints.mat"))["joints"]
+    src = LspSource(root / "joints.mat", None, LSP14, 0.75)
+    assert src.variant == "lsp" and len(src.instances) == 3
+    assert Path(src.instances[0].image_path).name == "im0001.jpg"
+    # every annotated joint is labelled, occluded or not; the flag is kept inverted (1 = visible)
+    assert src.instances[0].visible.all()
+    np.testing.assert_array_equal(src.instances[0].extra["visible_flag"], 1 - joints[2, :, 0])
+    np.testing.assert_allclose(src.instances[0].keypoints, joints[:2, :, 0].T, rtol=1e-6)
+    assert src.instances[1].visible[0] == 0 and src.instances[1].visible[1:].all()
+    sel = LspSource(root / "joints.mat", root / "images", LSP14, 0.75, first=2, last=3)
+    assert [i.image_id for i in sel.instances] == [2, 3]
+
+
+def test_lsp_malformed(tmp_path):
+    root = _lsp_original(tmp_path)
+    with pytest.raises(DataError, match="first/last"):
+        LspSource(root / "joints.mat", None, LSP14, 0.75, first=2, last=7)
+    bad = tmp_path / "bad.mat"
+    scipy.io.savemat(str(bad), {"joints": np.zeros((3, 13, 4))})
+    with pytest.raises(DataError, match=r"bad\.mat: joints: expected shape"):
+        LspSource(bad, root / "images", LSP14, 0.75)
+    scipy.io.savemat(str(bad), {"points": np.zeros((3, 14, 4))})
+    with pytest.raises(DataError, match=r"bad\.mat: joints: missing"):
+        LspSource(bad, root / "images", LSP14, 0.75)
+    (root / "images" / "im0002.jpg").unlink()
+    with pytest.raises(DataError, match="im0002.jpg"):
+        LspSource(root / "joints.mat", None, LSP14, 0.75)
+    # no joints labelled at all (LSPET orientation, flags 0) → nothing usable
+    empty = tmp_path / "empty.mat"
+    j = np.zeros((14, 3, 2))
+    scipy.io.savemat(str(empty), {"joints": j})
+    with pytest.raises(DataError, match="no usable person instances.*too_few_joints: 2"):
+        LspSource(empty, root / "images", LSP14, 0.75)
+
+
+# ----------------------------------------------------------------------------- MPII
+def _mpii(tmp_path: Path, n: int = 3):
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(n):
+        joints = rng.uniform(20, 100, (16, 2))
+        vis = np.ones(16)
+        vis[i] = 0
+        joints[i] = -1 if i == 0 else joints[i]  # HRNet's JSON has -1 for unlabelled joints
+        entries.append({"image": f"{i:09d}.jpg", "center": [60.0 + i, 55.0], "scale": 0.5 + 0.1 * i,
+                        "joints": joints.tolist(), "joints_vis": vis.tolist()})
+        _write_image(tmp_path / "images" / f"{i:09d}.jpg", 128, 128)
+    ann = tmp_path / "mpii_val.json"
+    ann.write_text(json.dumps(entries))
+    headboxes = np.zeros((2, 2, n))
+    headboxes[0] = [[10.0] * n, [10.0] * n]
+    headboxes[1] = [[40.0] * n, [50.0] * n]  # head box 30 x 40 → head size 0.6 * 50 = 30
+    mat = tmp_path / "mpii_gt_val.mat"
+    scipy.io.savemat(str(mat), {"headboxes_src": headboxes, "jnt_visible": np.ones((16, n)),
+                                "pos_gt_src": np.zeros((16, 2, n))})
+    return ann, mat, entries
+
+
+def test_mpii_json_conventions_and_pckh(tmp_path):
+    ann, mat, entries = _mpii(tmp_path)
+    src = build_source(DatasetConfig(type="mpii", ann_file=str(ann), img_dir=str(tmp_path / "images"),
+                                     headbox_file=str(mat)), MPII16, (256, 256), train=False)
+    assert len(src.instances) == 3 and src.main_metric == "PCKh"
+    inst = src.instances[1]
+    e = entries[1]
+    np.testing.assert_allclose(inst.center, [e["center"][0] - 1, e["center"][1] + 15 * e["scale"] - 1], rtol=1e-6)
+    np.testing.assert_allclose(inst.scale, [e["scale"] * 200 * 1.25] * 2, rtol=1e-6)
+    np.testing.assert_allclose(inst.keypoints[0], np.array(e["joints"][0]) - 1, rtol=1e-6)
+    assert inst.visible[1] == 0 and inst.visible.sum() == 15
+    # a 256 x 192 input: the square box grows in height to keep w / h = 0.75
+    src43 = MpiiSource(ann, tmp_path / "images", MPII16, 0.75, headbox_file=mat)
+    assert src43.instances[0].scale[0] / src43.instances[0].scale[1] == pytest.approx(0.75)
+    gt = np.stack([i.keypoints for i in src.instances]).astype(np.float64)
+    idx = np.arange(3)
+    assert src.evaluate(gt, np.ones((3, 16)), idx)["PCKh"] == pytest.approx(1.0)
+    off = gt + np.array([16.0, 0.0])  # 16 px > 0.5 x head size 30
+    assert src.evaluate(off, np.ones((3, 16)), idx)["PCKh"] == pytest.approx(0.0)
+    # without head boxes there is no PCKh
+    nohead = MpiiSource(ann, tmp_path / "images", MPII16, 1.0)
+    with pytest.raises(DataError, match="headbox_file"):
+        nohead.evaluate(gt, np.ones((3, 16)), idx)
+
+
+def test_mpii_malformed(tmp_path):
+    ann, mat, entries = _mpii(tmp_path)
+    bad = [dict(e) for e in entries]
+    bad[2]["joints"] = bad[2]["joints"][:14]
+    ann.write_text(json.dumps(bad))
+    with pytest.raises(DataError, match=r"mpii_val\.json: \[2\]\.joints: expected 16"):
+        MpiiSource(ann, tmp_path / "images", MPII16, 1.0)
+    bad = [dict(e) for e in entries]
+    del bad[0]["center"]
+    ann.write_text(json.dumps(bad))
+    with pytest.raises(DataError, match=r"\[0\]\.center: missing"):
+        MpiiSource(ann, tmp_path / "images", MPII16, 1.0)
+    bad = [dict(e) for e in entries]
+    bad[1]["scale"] = 0
+    ann.write_text(json.dumps(bad))
+    src = MpiiSource(ann, tmp_path / "images", MPII16, 1.0)
+    assert src.skipped == {"zero_area_box": 1} and len(src.instances) == 2
+    ann.write_text(json.dumps(entries[:2]))
+    with pytest.raises(DataError, match="headboxes_src.*3 head boxes for 2 entries"):
+        MpiiSource(ann, tmp_path / "images", MPII16, 1.0, headbox_file=mat)
