@@ -15,6 +15,7 @@ Relative data paths are taken from the working directory, as in MMPose and HRNet
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -162,6 +163,8 @@ def _coerce(value, annotation, where: str):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if annotation is str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value

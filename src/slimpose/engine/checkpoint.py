@@ -1,0 +1,102 @@
+"""Checkpoints: tensors and plain data only, written atomically, loaded with weights_only."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from slimpose.errors import CheckpointError
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Write to a temporary file beside ``path``, then rename: a crash mid-write never
+    leaves a truncated checkpoint where a good one was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt or foreign file
+        raise CheckpointError(f"{path}: cannot be read as a slimpose checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
+    return state
+
+
+def model_state_from(state: dict) -> dict:
+    """The model's state dict from a slimpose checkpoint or a bare state dict."""
+    inner = state.get("model", state)
+    if not isinstance(inner, dict):
+        raise CheckpointError("checkpoint: field 'model' is not a state dict")
+    # DDP-saved weights carry a 'module.' prefix; training saves the unwrapped model,
+    # but checkpoints from other tools often do not.
+    if inner and all(k.startswith("module.") for k in inner):
+        inner = {k[len("module."):]: v for k, v in inner.items()}
+    return inner
+
+
+def load_model_weights(model: nn.Module, checkpoint: str | Path | dict) -> dict:
+    """Load weights strictly; on any mismatch, name the keys. Returns the checkpoint dict."""
+    source = str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint"
+    state = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    weights = model_state_from(state)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shape = sorted(k for k in set(own) & set(weights) if tuple(own[k].shape) != tuple(weights[k].shape))
+    if missing or unexpected or shape:
+        def few(keys):
+            return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {few(unexpected)}")
+        if shape:
+            parts.append("shape mismatch: " + few([f"{k} {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}" for k in shape]))
+        saved = (state.get("meta") or {}).get("model_name")
+        hint = f" (checkpoint is for model {saved!r})" if saved else ""
+        raise CheckpointError(f"{source}: does not fit model {getattr(model, 'model_name', type(model).__name__)!r}{hint}: " + "; ".join(parts))
+    model.load_state_dict(weights, strict=True)
+    return state
+
+
+def rng_state() -> dict:
+    """RNG states as tensors and plain data (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    npst = state["numpy"]
+    np.random.set_state(("MT19937", npst["key"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["gauss"]))
+    inner, version, gauss = state["python"]
+    random.setstate((version, tuple(inner), gauss))

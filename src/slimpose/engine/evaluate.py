@@ -1,0 +1,95 @@
+"""Prediction over a data set (with flip test), decoding to image coordinates, scoring."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from slimpose.data.transforms import crop_to_image
+from slimpose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    codec,
+    flip_index: list[int] | None,
+    device: torch.device,
+    amp: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keypoints (N, K, 2) in image pixels, scores (N, K) and the instance indices (N,).
+
+    ``flip_index`` turns on the flip test: the mirrored crop's prediction is mirrored
+    back (pairs swapped) and averaged with the plain one before decoding.
+    """
+    model.eval()
+    input_size = tuple(loader.dataset.input_size)
+    keypoints, scores, indices = [], [], []
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            out = model(images).float().cpu().numpy()
+            if flip_index is not None:
+                flipped = model(images.flip(3)).float().cpu().numpy()
+                out = 0.5 * (out + codec.flip(flipped, flip_index))
+        kpts, kpt_scores = codec.decode(out)
+        kpts = crop_to_image(kpts, batch["center"].numpy(), batch["scale"].numpy(), input_size,
+                             batch["rotation"].numpy())
+        keypoints.append(kpts)
+        scores.append(kpt_scores)
+        indices.append(batch["index"].numpy())
+    if not indices:
+        k = getattr(model, "num_joints", 0)
+        return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(keypoints), np.concatenate(scores), np.concatenate(indices)
+
+
+def make_eval_loader(dataset, batch_size: int, workers: int, info: DistInfo) -> DataLoader:
+    sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=False) if info.distributed else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
+                      pin_memory=info.device.type == "cuda", persistent_workers=False)
+
+
+def evaluate(
+    model: nn.Module,
+    dataset,
+    codec,
+    *,
+    flip: bool,
+    batch_size: int,
+    workers: int,
+    info: DistInfo,
+    out_dir: Path | None = None,
+    amp: bool = False,
+) -> dict[str, float]:
+    """Score a model on a data set; every rank predicts its shard, rank 0 scores.
+
+    All ranks return the same metrics dict. ``out_dir`` receives the predictions
+    (``results_keypoints.json`` for COCO-style data).
+    """
+    start = time.perf_counter()
+    flip_index = dataset.source.layout.flip_index if flip else None
+    loader = make_eval_loader(dataset, batch_size, workers, info)
+    kpts, scores, idx = predict(model, loader, codec, flip_index, info.device, amp)
+    gathered = all_gather_objects((kpts, scores, idx), info)
+    metrics = None
+    if info.is_main:
+        kpts = np.concatenate([g[0] for g in gathered])
+        scores = np.concatenate([g[1] for g in gathered])
+        idx = np.concatenate([g[2] for g in gathered])
+        # DistributedSampler pads shards by repeating items; keep each instance once.
+        idx, first = np.unique(idx, return_index=True)
+        kpts, scores = kpts[first], scores[first]
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        metrics = dataset.source.evaluate(kpts, scores, idx, out_dir=Path(out_dir) if out_dir else None)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics["eval_seconds"] = round(time.perf_counter() - start, 2)
+    return broadcast_object(metrics, info)

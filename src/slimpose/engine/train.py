@@ -1,0 +1,317 @@
+"""The training loop: one engine for heatmap (MSE) and coordinate (RLE) models, on one
+process or many (torchrun → DDP), with atomic checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from slimpose import __version__
+from slimpose.codecs import build_codec
+from slimpose.config import ExperimentConfig, TrainConfig, save_config
+from slimpose.data.dataset import build_dataset
+from slimpose.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from slimpose.engine.distributed import DistInfo, barrier, init_distributed, reduce_mean, shutdown_distributed
+from slimpose.engine.evaluate import evaluate
+from slimpose.errors import ConfigError, SlimposeError
+from slimpose.keypoints import get_layout
+from slimpose.losses import KeypointMSELoss
+from slimpose.models import build_model, get_model_entry
+
+
+class TrainingDiverged(SlimposeError):
+    """The loss became NaN or infinite; training stopped without touching checkpoints."""
+
+
+def learning_rate(tc: TrainConfig, epoch: float, stage: int, iters_done_in_stage: int) -> float:
+    """The lr at a (fractional) epoch. Stateless, so a resumed run continues exactly.
+
+    In LPN's iterative schedule every stage after the first restarts at
+    ``restart_epoch`` with the base lr and decays at the milestones after it.
+    """
+    start = tc.restart_epoch if stage > 0 else 0
+    if tc.schedule == "multistep":
+        lr = tc.lr * tc.gamma ** sum(1 for m in tc.milestones if start < m <= epoch)
+    elif tc.schedule == "cosine":
+        progress = (epoch - start) / max(tc.epochs - start, 1)
+        lr = tc.min_lr + 0.5 * (tc.lr - tc.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+    else:
+        raise ConfigError(f"train.schedule: unknown schedule {tc.schedule!r} (multistep or cosine)")
+    if iters_done_in_stage < tc.warmup_iters:
+        ramp = iters_done_in_stage / tc.warmup_iters
+        lr *= tc.warmup_factor + (1 - tc.warmup_factor) * ramp
+    return lr
+
+
+def build_optimizer(tc: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r} (adam or adamw)")
+
+
+def build_loss(output_kind: str, layout) -> nn.Module:
+    if output_kind == "heatmap":
+        return KeypointMSELoss(use_target_weight=True)
+    from slimpose.losses import RLELoss
+
+    return RLELoss(use_target_weight=True)
+
+
+def build_codec_for(cfg: ExperimentConfig, output_kind: str):
+    return build_codec(output_kind, tuple(cfg.data.input_size), sigma=cfg.data.heatmap_sigma,
+                       decode=cfg.test.decode, beta=cfg.test.beta)
+
+
+def build_model_for(cfg: ExperimentConfig) -> nn.Module:
+    layout = get_layout(cfg.data.layout)
+    return build_model(cfg.model.name, num_joints=layout.num_keypoints, input_size=tuple(cfg.data.input_size),
+                       **cfg.model.kwargs)
+
+
+def checkpoint_meta(cfg: ExperimentConfig, output_kind: str) -> dict:
+    """What a checkpoint needs to be used without its config (export, inference)."""
+    return {
+        "model_name": cfg.model.name,
+        "model_kwargs": dict(cfg.model.kwargs),
+        "output_kind": output_kind,
+        "input_size": list(cfg.data.input_size),
+        "layout": get_layout(cfg.data.layout).to_dict(),
+        "heatmap_sigma": cfg.data.heatmap_sigma,
+        "slimpose_version": __version__,
+    }
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+@dataclass
+class _State:
+    stage: int = 0
+    epoch: int = 0  # next epoch to run
+    best: float = -math.inf
+    best_epoch: int = -1
+    stage_best: float = -math.inf
+    iters_in_stage: int = 0
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, work_dir: str | Path, info: DistInfo | None = None):
+        self.cfg = cfg
+        self.work_dir = Path(work_dir)
+        self.info = info or init_distributed()
+        tc = cfg.train
+        if tc.stages < 1:
+            raise ConfigError("train.stages: must be at least 1")
+        if tc.stages > 1 and not 0 <= tc.restart_epoch < tc.epochs:
+            raise ConfigError(f"train.restart_epoch: must lie in [0, {tc.epochs}) for an iterative schedule")
+        seed_everything(tc.seed + self.info.rank, tc.deterministic)
+
+        self.layout = get_layout(cfg.data.layout)
+        self.output_kind = get_model_entry(cfg.model.name).output_kind
+        self.codec = build_codec_for(cfg, self.output_kind)
+        self.train_set = build_dataset(cfg, "train", self.codec)
+        self.val_set = build_dataset(cfg, "val", self.codec) if cfg.data.val.ann_file else None
+
+        self.model = build_model_for(cfg).to(self.info.device)
+        self.criterion = build_loss(self.output_kind, self.layout).to(self.info.device)
+        self.optimizer = build_optimizer(tc, self.model)
+        self.amp = tc.amp and self.info.device.type == "cuda"
+        if tc.amp and not self.amp and self.info.is_main:
+            print("slimpose: train.amp needs CUDA; training in float32", file=sys.stderr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.sampler = DistributedSampler(self.train_set, num_replicas=self.info.world_size, rank=self.info.rank,
+                                          shuffle=True, seed=tc.seed, drop_last=True)
+        self.loader = DataLoader(self.train_set, batch_size=cfg.data.batch_size, sampler=self.sampler,
+                                 num_workers=cfg.data.workers, drop_last=True,
+                                 pin_memory=self.info.device.type == "cuda")
+        if len(self.loader) == 0:
+            raise ConfigError(f"data.batch_size: {cfg.data.batch_size} per process is larger than the "
+                              f"{len(self.train_set)} training instances")
+        self.net = (DistributedDataParallel(self.model, device_ids=[self.info.local_rank] if self.info.device.type == "cuda" else None)
+                    if self.info.distributed else self.model)
+        self.main_metric = tc.save_metric or (self.val_set.source.main_metric if self.val_set else "")
+        self.state = _State()
+        self.log_path = self.work_dir / "log.jsonl"
+
+    # ---------------------------------------------------------------- checkpoints
+    def _checkpoint(self) -> dict:
+        s = self.state
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "stage": s.stage, "epoch": s.epoch, "best": s.best, "best_epoch": s.best_epoch,
+            "stage_best": s.stage_best, "iters_in_stage": s.iters_in_stage,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "meta": checkpoint_meta(self.cfg, self.output_kind),
+        }
+
+    def _save(self, *names: str) -> None:
+        if self.info.is_main:
+            state = self._checkpoint()
+            for name in names:
+                save_checkpoint(state, self.work_dir / name)
+        barrier(self.info)
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        path = Path(path) if path else self.work_dir / "last.pth"
+        if not path.is_file():
+            return False
+        ckpt = load_model_weights(self.model, path)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = _State(ckpt["stage"], ckpt["epoch"], ckpt["best"], ckpt["best_epoch"], ckpt["stage_best"],
+                            ckpt["iters_in_stage"])
+        set_rng_state(ckpt["rng"])
+        if self.info.is_main:
+            print(f"slimpose: resumed from {path} at stage {self.state.stage} epoch {self.state.epoch}")
+        return True
+
+    def _start_stage(self, stage: int) -> None:
+        """Later stages of the iterative schedule start from the previous stage's best
+        weights (its last weights if it was never validated) with a fresh optimizer."""
+        prev = self.work_dir / f"stage{stage - 1}_best.pth"
+        if not prev.is_file():
+            prev = self.work_dir / "last.pth"
+        load_model_weights(self.model, prev)
+        self.optimizer = build_optimizer(self.cfg.train, self.model)
+        self.state = _State(stage, self.cfg.train.restart_epoch, self.state.best, self.state.best_epoch)
+        if self.info.is_main:
+            print(f"slimpose: stage {stage} starts from {prev.name} at epoch {self.state.epoch}")
+
+    # ---------------------------------------------------------------- loop
+    def _log(self, record: dict) -> None:
+        if self.info.is_main:
+            with self.log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _train_epoch(self) -> dict:
+        tc, s = self.cfg.train, self.state
+        self.net.train()
+        self.sampler.set_epoch(s.epoch)
+        self.train_set.set_epoch(s.epoch)
+        n_iters = len(self.loader) if tc.max_iters_per_epoch <= 0 else min(len(self.loader), tc.max_iters_per_epoch)
+        bar = tqdm(total=n_iters, desc=f"stage {s.stage} epoch {s.epoch + 1}/{tc.epochs}" if tc.stages > 1
+                   else f"epoch {s.epoch + 1}/{tc.epochs}", leave=False, dynamic_ncols=True,
+                   disable=not (self.info.is_main and sys.stderr.isatty()))
+        loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        lr = 0.0
+        for i, batch in enumerate(self.loader):
+            if i >= n_iters:
+                break
+            lr = learning_rate(tc, s.epoch + i / n_iters, s.stage, s.iters_in_stage)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            images = batch["image"].to(self.info.device, non_blocking=True)
+            target = batch["target"].to(self.info.device, non_blocking=True)
+            weight = batch["target_weight"].to(self.info.device, non_blocking=True)
+            with torch.autocast(self.info.device.type, enabled=self.amp):
+                output = self.net(images)
+            loss = self.criterion(output.float(), target, weight)
+            shown = reduce_mean(loss.detach(), self.info)
+            if not torch.isfinite(shown):
+                last = self.work_dir / "last.pth"
+                kept = f"the last good checkpoint {last} is intact" if last.exists() else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"loss became {shown.item()} at stage {s.stage}, epoch {s.epoch + 1}, iteration {i + 1} "
+                    f"(lr {lr:.3g}); training stopped and {kept}. Lower train.lr, add train.clip_grad, "
+                    f"or check the data.")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if tc.clip_grad > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            s.iters_in_stage += 1
+            loss_sum += shown.item()
+            seen += images.shape[0] * self.info.world_size
+            if (i + 1) % max(tc.log_interval, 1) == 0 or i + 1 == n_iters:
+                bar.set_postfix(loss=f"{loss_sum / (i + 1):.3g}", lr=f"{lr:.2e}",
+                                img_s=f"{seen / (time.perf_counter() - start):.1f}")
+            bar.update(1)
+        bar.close()
+        elapsed = time.perf_counter() - start
+        return {"loss": loss_sum / max(n_iters, 1), "lr": lr, "images_per_s": seen / max(elapsed, 1e-9),
+                "epoch_seconds": round(elapsed, 2)}
+
+    def validate(self, out_dir: Path | None = None) -> dict:
+        return evaluate(self.model, self.val_set, self.codec, flip=self.cfg.test.flip,
+                        batch_size=self.cfg.data.val_batch_size, workers=self.cfg.data.workers, info=self.info,
+                        out_dir=out_dir, amp=self.amp)
+
+    def fit(self) -> dict:
+        tc, s = self.cfg.train, self.state
+        if self.info.is_main:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.work_dir / "config.yaml")
+        last_metrics: dict = {}
+        while s.stage < tc.stages:
+            if s.epoch >= tc.epochs:  # this stage finished before a resume
+                if s.stage + 1 >= tc.stages:
+                    break
+                self._start_stage(s.stage + 1)
+                s = self.state
+                continue
+            record = {"stage": s.stage, "epoch": s.epoch + 1, **self._train_epoch()}
+            s.epoch += 1
+            stage_end = s.epoch >= tc.epochs
+            due = stage_end or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
+            names = ["last.pth"]
+            if self.val_set is not None and due:
+                metrics = self.validate()
+                record.update({f"val/{k}": v for k, v in metrics.items()})
+                last_metrics = metrics
+                value = metrics.get(self.main_metric, -math.inf)
+                if value > s.stage_best:
+                    s.stage_best = value
+                    if tc.stages > 1:
+                        names.append(f"stage{s.stage}_best.pth")
+                if value > s.best:
+                    s.best, s.best_epoch = value, s.epoch
+                    names.append("best.pth")
+            self._save(*names)
+            self._log(record)
+            if self.info.is_main:
+                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
+                print("slimpose: " + json.dumps(shown), flush=True)
+        summary = {"best": s.best if s.best > -math.inf else None, "best_epoch": s.best_epoch,
+                   "main_metric": self.main_metric, "metrics": last_metrics, "work_dir": str(self.work_dir)}
+        if self.info.is_main:
+            (self.work_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+def train(cfg: ExperimentConfig, work_dir: str | Path, resume: bool = False) -> dict:
+    info = init_distributed()
+    try:
+        trainer = Trainer(cfg, work_dir, info)
+        if resume and not trainer.resume() and info.is_main:
+            print(f"slimpose: --resume given but {Path(work_dir) / 'last.pth'} does not exist; starting fresh")
+        return trainer.fit()
+    finally:
+        shutdown_distributed(info)

@@ -1,0 +1,166 @@
+"""End-to-end engine tests on a small synthetic data set (CPU, a few seconds each)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from slimpose.cli import main as cli_main
+from slimpose.config import TrainConfig, config_from_dict
+from slimpose.data.synthetic import generate_synthetic_coco
+from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
+from slimpose.engine.train import Trainer, TrainingDiverged, learning_rate
+from slimpose.errors import CheckpointError
+from slimpose.models import build_model
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return generate_synthetic_coco(tmp_path_factory.mktemp("synth"), 12, 4, seed=3)
+
+
+def small_config(paths, **train):
+    data = {
+        "model": {"name": "tinypose", "kwargs": {"width": 8, "deconv_channels": 16}},
+        "data": {
+            "input_size": [64, 48], "batch_size": 8, "val_batch_size": 16, "workers": 0,
+            "train": {"type": "coco", "ann_file": str(paths["train_ann"]), "img_dir": str(paths["train_images"])},
+            "val": {"type": "coco", "ann_file": str(paths["val_ann"]), "img_dir": str(paths["val_images"])},
+        },
+        "train": {"epochs": 2, "lr": 1e-3, "milestones": [1], "val_interval": 1, "deterministic": True,
+                  "log_interval": 1, **train},
+    }
+    return data
+
+
+def test_learning_rate_schedules():
+    tc = TrainConfig(lr=1e-3, milestones=(90, 120), epochs=150, stages=7, restart_epoch=60)
+    assert learning_rate(tc, 10, 0, 10**6) == pytest.approx(1e-3)
+    assert learning_rate(tc, 95, 0, 10**6) == pytest.approx(1e-4)
+    assert learning_rate(tc, 130, 0, 10**6) == pytest.approx(1e-5)
+    # LPN's later stages restart at epoch 60 with the base lr and decay again at 90 and 120.
+    assert learning_rate(tc, 60, 1, 10**6) == pytest.approx(1e-3)
+    assert learning_rate(tc, 121, 3, 10**6) == pytest.approx(1e-5)
+    warm = TrainConfig(lr=1.0, warmup_iters=100, warmup_factor=0.0)
+    assert learning_rate(warm, 0, 0, 50) == pytest.approx(0.5)
+    cos = TrainConfig(lr=1.0, schedule="cosine", epochs=10, min_lr=0.0)
+    assert learning_rate(cos, 5, 0, 10**6) == pytest.approx(0.5)
+    assert learning_rate(cos, 10, 0, 10**6) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_train_writes_checkpoints_logs_and_evaluates(synth, tmp_path):
+    cfg = config_from_dict(small_config(synth))
+    summary = Trainer(cfg, tmp_path).fit()
+    assert summary["main_metric"] == "AP" and "AP" in summary["metrics"]
+    for name in ("last.pth", "best.pth", "config.yaml", "log.jsonl", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(math.isfinite(r["loss"]) and "val/AP" in r for r in records)
+    ckpt = torch.load(tmp_path / "last.pth", weights_only=True)  # tensors and plain data only
+    assert ckpt["epoch"] == 2 and ckpt["meta"]["model_name"] == "tinypose"
+    # `slimpose eval` reads the config stored in the checkpoint and writes metrics + predictions.
+    out = tmp_path / "eval" / "metrics.json"
+    assert cli_main(["eval", "--checkpoint", str(tmp_path / "best.pth"), "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert {"AP", "AP50", "AP75", "APM", "APL", "AR"} <= set(metrics)
+    assert (tmp_path / "eval" / "results_keypoints.json").is_file()
+
+
+def test_resume_after_crash_matches_uninterrupted_run(synth, tmp_path):
+    cfg = config_from_dict(small_config(synth, epochs=3))
+    reference = Trainer(cfg, tmp_path / "ref")
+    reference.fit()
+
+    crashing = Trainer(cfg, tmp_path / "run")
+    calls = {"n": 0}
+    original = crashing.train_set.__class__.__getitem__
+    per_epoch = len(crashing.loader) * cfg.data.batch_size
+
+    def fail_mid_epoch_two(self, i):
+        if self is crashing.train_set:
+            calls["n"] += 1
+            if calls["n"] > per_epoch + per_epoch // 2:  # half-way through the second epoch
+                raise RuntimeError("simulated crash")
+        return original(self, i)
+
+    crashing.train_set.__class__.__getitem__ = fail_mid_epoch_two
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            crashing.fit()
+    finally:
+        crashing.train_set.__class__.__getitem__ = original
+    assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
+
+    resumed = Trainer(cfg, tmp_path / "run")
+    assert resumed.resume()
+    resumed.fit()
+    want, got = reference.model.state_dict(), resumed.model.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(synth, tmp_path):
+    cfg = config_from_dict(small_config(synth, epochs=2))
+    trainer = Trainer(cfg, tmp_path)
+    criterion = trainer.criterion
+
+    def nan_in_second_epoch(output, target, weight):
+        loss = criterion(output, target, weight)
+        return loss * float("nan") if trainer.state.epoch == 1 else loss
+
+    trainer.criterion = nan_in_second_epoch
+    with pytest.raises(TrainingDiverged, match=r"loss became nan .* epoch 2.*last\.pth is intact"):
+        trainer.fit()
+    ckpt = load_checkpoint(tmp_path / "last.pth")
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_checkpoint_from_another_model_names_the_keys(tmp_path):
+    torch.save({"model": build_model("tinypose", width=16).state_dict(), "meta": {"model_name": "tinypose"}},
+               tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"checkpoint is for model 'tinypose'.*shape mismatch: decoder.0.conv.weight \(128, 64, 4, 4\) vs model \(256, 64, 4, 4\)"):
+        load_model_weights(build_model("tinypose"), tmp_path / "other.pth")
+    torch.save({"model": {"backbone.weight": torch.zeros(1)}}, tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointError, match=r"missing keys: .*unexpected keys: backbone.weight"):
+        load_model_weights(build_model("tinypose"), tmp_path / "foreign.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(tmp_path / "junk.pth")
+
+
+def test_iterative_schedule_two_stages_from_cli(synth, tmp_path):
+    cfg = small_config(synth, epochs=2, stages=2, restart_epoch=1, milestones=[1])
+    cfg["model"] = {"name": "lpn_50"}
+    path = tmp_path / "lpn_iterative.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli_main(["train", str(path), "--work-dir", str(tmp_path / "run")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in records] == [(0, 1), (0, 2), (1, 2)]
+    assert (tmp_path / "run" / "stage0_best.pth").is_file() and (tmp_path / "run" / "stage1_best.pth").is_file()
+    # Stage 1 restarts the lr at the base value (its epoch 2 lies past the milestone at 1
+    # only for stage 0).
+    assert records[1]["lr"] == pytest.approx(1e-4) and records[2]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(synth, tmp_path):
+    cfg = small_config(synth, epochs=1)
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         "-m", "slimpose", "train", str(path), "--work-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "AP" in summary["metrics"]
+    assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
