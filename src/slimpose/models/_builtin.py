@@ -2,3 +2,4 @@
 
 from slimpose.models import tiny  # noqa: F401
 from slimpose.models import lpn  # noqa: F401
+from slimpose.models import repnet  # noqa: F401

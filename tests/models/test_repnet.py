@@ -1,0 +1,155 @@
+"""RepNet (RepVGG backbone + multi-level fusion + RLE head): structure, re-parameterisation,
+paper figures, training step and ONNX export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from slimpose.deploy.complexity import count_macs, count_params
+from slimpose.deploy.reparam import reparameterize_model
+from slimpose.models import build_model, get_model_entry
+from slimpose.models.repnet import RepVGGBlock
+
+INPUT = (256, 192)
+
+
+def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, and a head whose outputs are O(1),
+    so that a wrong fold or a dropped branch shows up in the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.2, 0.2, generator=g)
+        model.head.weight.normal_(0.0, 0.1, generator=g)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=["repnet_a", "repnet_b"])
+def trained_and_deployed(request):
+    torch.manual_seed(0)
+    model = _randomize(build_model(request.param))
+    return request.param, model, reparameterize_model(model)
+
+
+def test_output_contract():
+    torch.manual_seed(0)
+    model = build_model("repnet_a").eval()
+    assert model.output_kind == "coordinate"
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *INPUT))
+    assert out.shape == (2, 17, 4)
+    sigma = out[..., 2:]
+    assert torch.all((sigma > 0) & (sigma < 1))
+    # the head starts near the crop centre with sigma near 0.5
+    assert (out[..., :2] - 0.5).abs().mean() < 0.2
+    assert (sigma - 0.5).abs().mean() < 0.2
+    assert not any("flow" in name for name, _ in model.named_modules())
+
+
+def test_reparameterized_equals_training_form(trained_and_deployed):
+    name, model, deployed = trained_and_deployed
+    x = torch.randn(1, 3, *INPUT, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y_train, y_deploy = model(x), deployed(x)
+        feats_train, feats_deploy = model.backbone(x), deployed.backbone(x)
+    assert y_train.abs().max() > 0.5  # the comparison is not between near-constant outputs
+    diff = (y_train - y_deploy).abs().max().item()
+    assert diff < 1e-5, f"{name}: max abs diff {diff}"
+    for a, b in zip(feats_train, feats_deploy):
+        assert ((a - b).abs().max() / a.abs().max()).item() < 1e-5
+
+
+def test_deployed_blocks_are_single_convs(trained_and_deployed):
+    _, model, deployed = trained_and_deployed
+    n_train = sum(isinstance(m, RepVGGBlock) for m in model.modules())
+    blocks = [m for m in deployed.modules() if isinstance(m, RepVGGBlock)]
+    assert len(blocks) == n_train == 22
+    for block in blocks:
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+        assert len(convs) == 1
+        conv = convs[0]
+        assert conv.kernel_size == (3, 3) and conv.bias is not None
+        assert not hasattr(block, "rbr_1x1") and not hasattr(block, "rbr_dense")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in deployed.modules())
+    # the training form is untouched (reparameterize_model deep-copies)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_block_merge_does_not_depend_on_traversal_order():
+    """Merging gives the same conv whether the branches' own BN folds ran first or not."""
+    torch.manual_seed(0)
+    block = RepVGGBlock(8, 8, 1)
+    wrapper = nn.Sequential(block)
+    wrapper.head = nn.Linear(1, 1)  # _randomize needs a head
+    _randomize(wrapper)
+    x = torch.randn(2, 8, 10, 10)
+    with torch.no_grad():
+        ref = block(x)
+        folded_first = RepVGGBlock(8, 8, 1)
+        folded_first.load_state_dict(block.state_dict())
+        folded_first.eval()
+        folded_first.rbr_dense.reparameterize()
+        folded_first.rbr_1x1.reparameterize()
+        folded_first.reparameterize()
+        block.reparameterize()
+        assert (block(x) - ref).abs().max() < 1e-5
+        assert (folded_first(x) - ref).abs().max() < 1e-5
+
+
+def test_paper_figures(trained_and_deployed):
+    name, model, deployed = trained_and_deployed
+    entry = get_model_entry(name)
+    assert entry.output_kind == "coordinate" and entry.tolerance == 0.03
+    forms = {fig.form: fig for fig in entry.paper}
+    assert set(forms) == {"train", "deploy"}
+    for form, m in (("train", model), ("deploy", deployed)):
+        fig = forms[form]
+        params_m = count_params(m) / 1e6
+        gmacs = count_macs(m, fig.input_size) / 1e9
+        assert abs(params_m - fig.params_m) / fig.params_m <= entry.tolerance, (name, form, params_m)
+        assert abs(gmacs - fig.gmacs) / fig.gmacs <= entry.tolerance, (name, form, gmacs)
+
+
+def test_forward_backward():
+    torch.manual_seed(0)
+    model = build_model("repnet_a").train()
+    out = model(torch.randn(2, 3, 128, 96))
+    assert out.shape == (2, 17, 4)
+    out.sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert model.backbone.stage0.rbr_dense.conv.weight.grad.abs().sum() > 0
+
+
+def test_deploy_flag_builds_deployed_layout():
+    torch.manual_seed(0)
+    deployed = reparameterize_model(_randomize(build_model("repnet_a")))
+    fresh = build_model("repnet_a", deploy=True)
+    fresh.load_state_dict(deployed.state_dict())  # strict: same layout
+    x = torch.randn(1, 3, 128, 96)
+    with torch.no_grad():
+        assert torch.allclose(fresh.eval()(x), deployed(x), atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnx_export_matches_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    deployed = reparameterize_model(_randomize(build_model("repnet_a")))
+    x = torch.randn(1, 3, *INPUT)
+    path = tmp_path / "repnet_a.onnx"
+    torch.onnx.export(deployed, (x,), str(path), opset_version=17, dynamo=False,
+                      input_names=["input"], output_names=["output"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        ref = deployed(x).numpy()
+    assert out.shape == (1, 17, 4)
+    assert abs(out - ref).max() < 1e-4
