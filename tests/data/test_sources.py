@@ -139,6 +139,15 @@ def test_coco_counted_skips_and_clipping(tmp_path):
     np.testing.assert_allclose(clipped.keypoints[0], [0, 0])
 
 
+def test_coco_image_size_is_optional(tmp_path):
+    ann, img_dir = _coco(tmp_path, [_ann(1, bbox=(-5, 10, 300, 30))], images=[{"id": 1, "file_name": "a.jpg"}])
+    src = _coco_source(ann, img_dir)
+    np.testing.assert_allclose(src.instances[0].extra["bbox"], [0, 10, 295, 30])  # clipped at 0 only
+    ann, img_dir = _coco(tmp_path, [_ann(1)], images=[{"id": 1, "file_name": "a.jpg", "width": 0, "height": 5}])
+    with pytest.raises(DataError, match=r"images\[0\]\.width/height"):
+        _coco_source(ann, img_dir)
+
+
 @pytest.mark.parametrize(
     "mutate, field",
     [

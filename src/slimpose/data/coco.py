@@ -88,15 +88,16 @@ class CocoSource(DataSource):
         for i, img in enumerate(data["images"]):
             if not isinstance(img, dict):
                 raise DataError(src, f"images[{i}]", "not an object")
-            for key in ("id", "file_name", "width", "height"):
+            for key in ("id", "file_name"):
                 if key not in img:
                     raise DataError(src, f"images[{i}].{key}", "missing")
             if not isinstance(img["file_name"], str) or not img["file_name"]:
                 raise DataError(src, f"images[{i}].file_name", f"expected a file name, got {img['file_name']!r}")
-            if not (isinstance(img["width"], (int, float)) and isinstance(img["height"], (int, float))
-                    and img["width"] > 0 and img["height"] > 0):
+            # width/height are optional (then boxes and joints are not checked against the image)
+            size = (img.get("width", np.inf), img.get("height", np.inf))
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in size):
                 raise DataError(src, f"images[{i}].width/height", f"expected positive numbers, got "
-                                f"{img['width']!r} x {img['height']!r}")
+                                f"{size[0]!r} x {size[1]!r}")
             images[img["id"]] = img
         return images
 
@@ -126,7 +127,7 @@ class CocoSource(DataSource):
                 self._skip("no_keypoints")
                 continue
             img = images[ann["image_id"]]
-            width, height = float(img["width"]), float(img["height"])
+            width, height = float(img.get("width", np.inf)), float(img.get("height", np.inf))
             labelled = kpts[:, 2] > 0
             outside = labelled & ((kpts[:, 0] < 0) | (kpts[:, 1] < 0) | (kpts[:, 0] > width) | (kpts[:, 1] > height))
             if outside.any():
