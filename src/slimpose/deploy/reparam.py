@@ -10,9 +10,10 @@ import torch.nn as nn
 def reparameterize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Call ``reparameterize()`` on every module that has one (BN folding, branch merging).
 
-    Children are converted before their parents, so a block that merges branches sees
-    its sub-modules still in training form only if it handles them itself. The result
-    is in eval mode: a deployed model has no training behaviour left.
+    Modules are visited parents first (``model.modules()`` order), and a child may
+    already have been converted by its parent, so every ``reparameterize()`` must
+    accept its sub-modules in either form and be idempotent. The result is in eval
+    mode: a deployed model has no training behaviour left.
     """
     if not inplace:
         model = copy.deepcopy(model)

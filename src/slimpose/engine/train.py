@@ -133,6 +133,10 @@ class Trainer:
         self.codec = build_codec_for(cfg, self.output_kind)
         self.train_set = build_dataset(cfg, "train", self.codec)
         self.val_set = build_dataset(cfg, "val", self.codec) if cfg.data.val.ann_file else None
+        if self.info.is_main:
+            for split, ds in (("train", self.train_set), ("val", self.val_set)):
+                if ds is not None:
+                    print(f"slimpose: {split} data {ds.source.summary()}")
 
         self.model = build_model_for(cfg).to(self.info.device)
         self.criterion = build_loss(self.output_kind, self.layout).to(self.info.device)
