@@ -1,0 +1,195 @@
+"""Latency of deployed models: PyTorch eager and ONNX Runtime, measured in the same run.
+
+Each model is built once, re-parameterised (the deployed form), exported to a temporary
+ONNX file, and then every requested backend is timed in interleaved rounds (round-robin
+blocks of iterations), so slow drifts of the machine (turbo, other load) hit all backends
+alike and their ratio is meaningful.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slimpose.deploy.complexity import DEFAULT_INPUT, format_input
+from slimpose.deploy.reparam import reparameterize_model
+from slimpose.errors import SlimposeError
+
+BACKENDS = ("torch", "onnxruntime", "torch-cuda", "onnxruntime-cuda")
+
+
+def paper_input_size(name: str) -> tuple[int, int]:
+    """The input size of a model's first paper figure (256x192 without figures)."""
+    from slimpose.models.registry import get_model_entry
+
+    entry = get_model_entry(name)
+    return tuple(entry.paper[0].input_size) if entry.paper else DEFAULT_INPUT
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+class _Runner:
+    """One backend of one model: ``run()`` does one timed forward pass."""
+
+    def __init__(self, backend: str, deployed, onnx_path: Path | None, x: np.ndarray, threads: int):
+        self.backend = backend
+        self.times: list[float] = []
+        if backend == "torch":
+            self.model, self.x = deployed, torch.from_numpy(x)
+            self.sync = None
+        elif backend == "torch-cuda":
+            if not torch.cuda.is_available():
+                raise SlimposeError("backend 'torch-cuda' needs a CUDA GPU, and torch.cuda.is_available() is False here")
+            self.model = deployed.to("cuda")
+            self.x = torch.from_numpy(x).to("cuda")
+            self.sync = torch.cuda.synchronize
+        else:
+            import onnxruntime as ort
+
+            from slimpose.deploy.runtime import make_session
+
+            if backend == "onnxruntime-cuda":
+                if "CUDAExecutionProvider" not in ort.get_available_providers():
+                    raise SlimposeError("backend 'onnxruntime-cuda' needs onnxruntime-gpu with CUDAExecutionProvider; "
+                                        f"available here: {', '.join(ort.get_available_providers())}")
+                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            else:
+                providers = ["CPUExecutionProvider"]
+            self.session = make_session(onnx_path, providers, threads)
+            self.feed = {self.session.get_inputs()[0].name: x}
+            self.out = [self.session.get_outputs()[0].name]
+
+    def run(self) -> float:
+        if self.backend.startswith("torch"):
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                self.model(self.x)
+            if self.sync:
+                self.sync()
+            return time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.session.run(self.out, self.feed)
+        return time.perf_counter() - t0
+
+
+def benchmark(
+    models: list[str],
+    backends=("torch", "onnxruntime"),
+    threads: int = 2,
+    batch: int = 1,
+    input_size: tuple[int, int] | None = None,
+    warmup: int = 10,
+    iters: int = 50,
+    device: str = "cpu",
+    rounds: int = 5,
+    num_joints: int = 17,
+    progress=None,
+) -> list[dict]:
+    """Median / p90 latency (ms per batch) and throughput (images/s) of each model on
+    each backend.
+
+    ``backends``: "torch" (eager, deployed model, ``torch.set_num_threads(threads)``),
+    "onnxruntime" (CPU EP, ``intra_op_num_threads=threads``), "torch-cuda",
+    "onnxruntime-cuda" (clear error where no GPU). ``device="cuda"`` maps "torch" to
+    "torch-cuda". ``input_size`` None = each model's paper input size. Iterations are
+    split into ``rounds`` blocks that alternate between backends.
+    """
+    backends = [b.strip() for b in (backends.split(",") if isinstance(backends, str) else backends) if b.strip()]
+    if device == "cuda":
+        backends = ["torch-cuda" if b == "torch" else b for b in backends]
+    elif device != "cpu":
+        raise SlimposeError(f"unknown device {device!r}; use cpu or cuda")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        raise SlimposeError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(BACKENDS)}")
+    if batch < 1 or threads < 1 or iters < 1 or warmup < 0:
+        raise SlimposeError("batch, threads and iters must be >= 1 and warmup >= 0")
+
+    from slimpose.deploy.export import export_onnx
+    from slimpose.keypoints import KeypointLayout
+    from slimpose.models.registry import build_model
+
+    rows: list[dict] = []
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="slimpose-bench-") as tmp:
+            for name in models:
+                size = tuple(input_size) if input_size is not None else paper_input_size(name)
+                torch.manual_seed(0)
+                model = build_model(name, num_joints=num_joints, input_size=size).eval()
+                deployed = reparameterize_model(model, inplace=True)
+                x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
+                onnx_path = None
+                if any(b.startswith("onnxruntime") for b in backends):
+                    onnx_path = Path(tmp) / f"{name}.onnx"
+                    layout = _dummy_layout(num_joints, KeypointLayout)
+                    export_onnx(deployed, onnx_path, size, layout, batch_size=batch, check=False, model_name=name,
+                                output_kind=getattr(model, "output_kind", None))
+                runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x, threads)
+                           for b in backends]
+                for r in runners:
+                    for _ in range(warmup):
+                        r.run()
+                per_round = max(1, -(-iters // rounds))
+                done = 0
+                while done < iters:
+                    n = min(per_round, iters - done)
+                    for r in runners:
+                        r.times.extend(r.run() for _ in range(n))
+                    done += n
+                for r in runners:
+                    ms = [t * 1e3 for t in r.times]
+                    median = statistics.median(ms)
+                    row = {
+                        "model": name, "backend": r.backend, "batch": batch, "threads": threads,
+                        "input": format_input(size), "median_ms": median, "p90_ms": _percentile(ms, 90),
+                        "mean_ms": statistics.fmean(ms), "min_ms": min(ms),
+                        "throughput": batch * 1e3 / median, "iters": len(ms),
+                    }
+                    rows.append(row)
+                    if progress:
+                        progress(row)
+                del runners, deployed, model
+    finally:
+        torch.set_num_threads(old_threads)
+    return rows
+
+
+def _copy_for(backend: str, deployed):
+    import copy
+
+    return copy.deepcopy(deployed) if backend == "torch-cuda" else deployed
+
+
+def _dummy_layout(k: int, cls):
+    """COCO-17 (or a generic layout for other K) — benchmarks do not read it."""
+    from slimpose.keypoints import get_layout
+
+    for name in ("coco", "mpii", "lsp"):
+        layout = get_layout(name)
+        if layout.num_keypoints == k:
+            return layout
+    return cls(name=f"k{k}", names=tuple(f"kp{i}" for i in range(k)), flip_pairs=(), skeleton=(),
+               sigmas=(0.05,) * k)
+
+
+def format_bench_table(rows: list[dict]) -> str:
+    """Text table; a ratio column compares each backend with the model's first one."""
+    header = (f"{'model':<14} {'input':>8} {'backend':<17} {'batch':>5} {'thr':>3} {'median ms':>10} "
+              f"{'p90 ms':>8} {'img/s':>8} {'vs first':>8}")
+    lines = [header, "-" * len(header)]
+    first: dict[tuple, float] = {}
+    for r in rows:
+        key = (r["model"], r["input"], r["batch"], r["threads"])
+        base = first.setdefault(key, r["median_ms"])
+        lines.append(f"{r['model']:<14} {r['input']:>8} {r['backend']:<17} {r['batch']:>5} {r['threads']:>3} "
+                     f"{r['median_ms']:>10.2f} {r['p90_ms']:>8.2f} {r['throughput']:>8.1f} {base / r['median_ms']:>7.2f}x")
+    return "\n".join(lines)

@@ -1,0 +1,376 @@
+"""CLI of the deployment side: models, complexity, export, bench, quantize, infer.
+
+This module imports no torch at import time; ``slimpose infer`` stays torch-free (it
+uses only :mod:`slimpose.deploy.runtime`), the other commands import torch when run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from slimpose.errors import SlimposeError
+
+_HXW = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def parse_hxw(text: str) -> tuple[int, int]:
+    """'256x192' → (256, 192); anything else is an error naming the expected form."""
+    m = _HXW.match(str(text))
+    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected an input size HxW with positive integers, e.g. 256x192; got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_box(text: str) -> list[float]:
+    parts = str(text).split(",")
+    try:
+        box = [float(p) for p in parts]
+    except ValueError:
+        box = []
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise argparse.ArgumentTypeError(f"expected a box x,y,w,h with w, h > 0, e.g. 10,20,120,300; got {text!r}")
+    return box
+
+
+def _write_json(path: str | Path, data) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _resolve_models(names: list[str], all_: bool) -> list[str]:
+    from slimpose.models.registry import list_models
+
+    known = list_models()
+    if all_ or not names:
+        return known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SlimposeError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return list(names)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def add_models_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="PATH", help="also write the list as JSON")
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from slimpose.models.registry import get_model_entry, list_models
+
+    out = []
+    print(f"{'model':<16} {'output':<10} paper figures (params M / GMACs 1e9 @ input, K, form)")
+    for name in list_models():
+        e = get_model_entry(name)
+        figs = [{"params_m": p.params_m, "gmacs": p.gmacs, "input": f"{p.input_size[0]}x{p.input_size[1]}",
+                 "num_joints": p.num_joints, "form": p.form} for p in e.paper]
+        text = "; ".join(f"{f['params_m']}M / {f['gmacs'] if f['gmacs'] is not None else '-'} @ {f['input']}, "
+                         f"K={f['num_joints']}, {f['form']}" for f in figs) or "-"
+        print(f"{name:<16} {e.output_kind:<10} {text}")
+        if e.description:
+            print(f"{'':<16} {'':<10} {e.description}")
+        out.append({"model": name, "output_kind": e.output_kind, "description": e.description,
+                    "tolerance": e.tolerance, "paper": figs})
+    if args.json:
+        _write_json(args.json, out)
+    return 0
+
+
+# --------------------------------------------------------------------------- complexity
+
+
+def add_complexity_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", metavar="MODEL", help="registered model names (default: all)")
+    p.add_argument("--all", action="store_true", help="every registered model")
+    p.add_argument("--input", type=parse_hxw, metavar="HxW",
+                   help="one row per model at this input size (default: each paper setting)")
+    p.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
+    p.add_argument("--strict", action="store_true", help="exit 1 if a model is outside its paper tolerance")
+
+
+def run_complexity(args: argparse.Namespace) -> int:
+    from slimpose.deploy.complexity import complexity_table, format_complexity_table
+
+    rows = complexity_table(_resolve_models(args.models, args.all), args.input)
+    print(format_complexity_table(rows))
+    if args.json:
+        _write_json(args.json, rows)
+    bad = [f"{r['model']}@{r['input']}" for r in rows if r["within_tolerance"] is False]
+    if bad:
+        print(f"outside paper tolerance: {', '.join(bad)}", file=sys.stderr)
+        return 1 if args.strict else 0
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="registered model name")
+    p.add_argument("--checkpoint", metavar="PATH", help="trained weights (slimpose checkpoint or state dict)")
+    p.add_argument("--input", type=parse_hxw, metavar="HxW",
+                   help="input size (default: the checkpoint's, else the paper's, else 256x192)")
+    p.add_argument("--out", required=True, metavar="FILE.onnx")
+    p.add_argument("--dynamic-batch", action="store_true", help="batch dimension left dynamic")
+    p.add_argument("--num-joints", type=int, metavar="K", help="keypoints (default: the layout's)")
+    p.add_argument("--layout", metavar="NAME", help="keypoint layout: coco, mpii, lsp (default: the checkpoint's, else coco)")
+    p.add_argument("--check-images", metavar="DIR", help="also compare on crops of up to 8 images (whole image as box)")
+    p.add_argument("--decode", choices=("argmax", "dark", "softargmax"), help="default heatmap decoding stored in the file")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+
+
+def _load_weights(model, path: str) -> dict:
+    """Strict loading through the engine's loader; returns the checkpoint dict."""
+    from slimpose.engine.checkpoint import load_model_weights
+
+    return load_model_weights(model, path)
+
+
+def _checkpoint_meta(path: str) -> dict:
+    from slimpose.engine.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(path).get("meta") or {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _layout_for(name: str | None, k: int | None, meta_layout: dict | None):
+    from slimpose.keypoints import KeypointLayout, get_layout
+
+    if name:
+        try:
+            layout = get_layout(name)
+        except KeyError as e:
+            raise SlimposeError(str(e.args[0])) from None
+    elif meta_layout:
+        layout = KeypointLayout.from_dict(meta_layout)
+    elif k is None or k == 17:
+        layout = get_layout("coco")
+    else:
+        matches = [get_layout(n) for n in ("mpii", "lsp") if get_layout(n).num_keypoints == k]
+        layout = matches[0] if matches else KeypointLayout(
+            name=f"generic{k}", names=tuple(f"kp{i}" for i in range(k)), flip_pairs=(), skeleton=(),
+            sigmas=(0.05,) * k)
+    if k is not None and k != layout.num_keypoints:
+        raise SlimposeError(f"--num-joints {k} does not match layout {layout.name!r} ({layout.num_keypoints} keypoints)")
+    return layout
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from slimpose.deploy.benchmark import paper_input_size
+    from slimpose.deploy.export import export_onnx
+    from slimpose.deploy.runtime import crops_from_images, list_images
+    from slimpose.models.registry import build_model, list_models
+
+    if args.model not in list_models():
+        raise SlimposeError(f"unknown model {args.model!r}; known: {', '.join(list_models())}")
+    meta = _checkpoint_meta(args.checkpoint) if args.checkpoint else {}
+    if meta.get("model_name") and meta["model_name"] != args.model:
+        raise SlimposeError(f"{args.checkpoint}: checkpoint is for model {meta['model_name']!r}, not {args.model!r}")
+    layout = _layout_for(args.layout, args.num_joints, meta.get("layout"))
+    size = tuple(args.input) if args.input else (tuple(meta["input_size"]) if meta.get("input_size")
+                                                 else paper_input_size(args.model))
+    model = build_model(args.model, num_joints=layout.num_keypoints, input_size=size, **(meta.get("model_kwargs") or {}))
+    if args.checkpoint:
+        _load_weights(model, args.checkpoint)
+    real = None
+    if args.check_images and not args.no_check:
+        real = crops_from_images(list_images(args.check_images)[:8], size)
+    res = export_onnx(model, args.out, size, layout, dynamic_batch=args.dynamic_batch, opset=args.opset,
+                      check=not args.no_check, real_crops=real, decode=args.decode,
+                      sigma=float(meta.get("heatmap_sigma", 2.0)), model_name=args.model,
+                      extra_metadata={"checkpoint": str(args.checkpoint) if args.checkpoint else None,
+                                      "model_kwargs": meta.get("model_kwargs") or {}})
+    print(f"wrote {res['path']} ({args.model}, input {size[0]}x{size[1]}, layout {layout.name}, "
+          f"output {res['output_shape']}{', dynamic batch' if args.dynamic_batch else ''})")
+    if not args.no_check:
+        print(f"max abs diff ONNX Runtime vs PyTorch (deployed): random inputs {res['max_abs_diff_random']:.3g} "
+              f"(outputs up to {res['max_abs_output_random']:.3g})")
+        if res["max_abs_diff_real"] is not None:
+            print(f"max abs diff on {len(real)} real crops: {res['max_abs_diff_real']:.3g} "
+                  f"(outputs up to {res['max_abs_output_real']:.3g})")
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", metavar="MODEL", help="registered model names (default: all)")
+    p.add_argument("--all", action="store_true", help="every registered model")
+    p.add_argument("--backend", default="torch,onnxruntime",
+                   help="comma-separated: torch, onnxruntime, torch-cuda, onnxruntime-cuda (default: torch,onnxruntime)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--input", type=parse_hxw, metavar="HxW", help="input size (default: each model's paper size)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from slimpose.deploy.benchmark import benchmark, format_bench_table
+
+    models = _resolve_models(args.models, args.all)
+
+    def progress(row):
+        print(f"  {row['model']} {row['backend']}: {row['median_ms']:.2f} ms", file=sys.stderr, flush=True)
+
+    rows = benchmark(models, backends=args.backend, threads=args.threads, batch=args.batch, input_size=args.input,
+                     warmup=args.warmup, iters=args.iters, device=args.device, progress=progress)
+    print(format_bench_table(rows))
+    if args.json:
+        _write_json(args.json, rows)
+    return 0
+
+
+# --------------------------------------------------------------------------- quantize
+
+
+def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("onnx", metavar="FILE.onnx", help="a float model from 'slimpose export'")
+    p.add_argument("--out", required=True, metavar="FILE_int8.onnx")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--calib-images", metavar="DIR", help="folder of images; the whole image is the box")
+    src.add_argument("--calib-config", metavar="CONFIG", help="experiment config: crops of its validation persons")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config override (with --calib-config)")
+    p.add_argument("--num-calib", type=int, default=64, help="calibration crops (default 64)")
+    p.add_argument("--num-eval", type=int, default=32, help="held-out crops for the float vs INT8 comparison")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per channel)")
+    p.add_argument("--calibrate", default="minmax", choices=("minmax", "entropy", "percentile"))
+    p.add_argument("--json", metavar="PATH", help="write the comparison as JSON")
+
+
+def _spread(n_total: int, n: int) -> list[int]:
+    if n >= n_total:
+        return list(range(n_total))
+    return sorted({int(i) for i in np.linspace(0, n_total - 1, n).round()})
+
+
+def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None, num: int = 64,
+                      seed: int = 0) -> np.ndarray:
+    """(M, 3, H, W) normalised crops for calibration/evaluation at the model's input size:
+    whole images of a folder, or the validation persons of a config (their boxes)."""
+    from slimpose.deploy.runtime import (
+        crops_from_images,
+        list_images,
+        normalize_crops,
+        read_image,
+        read_onnx_metadata,
+        warp_crops,
+    )
+
+    meta = read_onnx_metadata(onnx_path)
+    size = tuple(meta["input_size"])
+    if images_dir:
+        files = list_images(images_dir)
+        return crops_from_images([files[i] for i in _spread(len(files), num)], size, mean=meta["mean"], std=meta["std"])
+    from slimpose.config import load_config
+    from slimpose.data.sources import build_source
+    from slimpose.keypoints import get_layout
+
+    cfg = load_config(config, overrides)
+    src = build_source(cfg.data.val, get_layout(cfg.data.layout), size, train=False)
+    if not src.instances:
+        raise SlimposeError(f"{config}: validation set has no person instances")
+    out = []
+    for i in _spread(len(src.instances), num):
+        inst = src.instances[i]
+        crop = warp_crops(read_image(inst.image_path), np.asarray([inst.center]), np.asarray([inst.scale]), size)
+        out.append(normalize_crops(crop, meta["mean"], meta["std"]))
+    return np.concatenate(out)
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from slimpose.deploy.quantize import compare_int8, quantize_int8
+
+    if args.num_calib < 1 or args.num_eval < 0:
+        raise SlimposeError("--num-calib must be >= 1 and --num-eval >= 0")
+    crops = calibration_crops(args.onnx, images_dir=args.calib_images, config=args.calib_config,
+                              overrides=args.overrides, num=args.num_calib + args.num_eval)
+    # Hold out every k-th crop for the comparison so calibration and evaluation differ.
+    n = len(crops)
+    if args.num_eval and n > 1:
+        eval_idx = set(_spread(n, min(args.num_eval, n // 2)))
+        calib = crops[[i for i in range(n) if i not in eval_idx]][: args.num_calib]
+        held = crops[sorted(eval_idx)]
+    else:
+        calib, held = crops[: args.num_calib], crops
+    info = quantize_int8(args.onnx, args.out, calib, per_channel=not args.per_tensor, calibrate_method=args.calibrate)
+    cmp_ = compare_int8(args.onnx, args.out, held, threads=args.threads)
+    print(f"wrote {info['path']} (QDQ INT8, {info['weights']}, activations {info['activations']}, "
+          f"{len(calib)} calibration crops; {info['size_float_mb']:.2f} MB -> {info['size_int8_mb']:.2f} MB)")
+    print(f"latency batch {cmp_['batch']}, {cmp_['threads']} threads: float {cmp_['float_ms']:.2f} ms, "
+          f"INT8 {cmp_['int8_ms']:.2f} ms, speed-up {cmp_['speedup']:.2f}x")
+    pck_key = next(k for k in cmp_ if k.startswith("pck@"))
+    print(f"INT8 vs float keypoints on {cmp_['num_crops']} held-out crops ({cmp_['input']} input px): "
+          f"mean error {cmp_['mean_kpt_err_px']:.2f} px, median {cmp_['median_kpt_err_px']:.2f} px, "
+          f"{pck_key} agreement {100 * cmp_[pck_key]:.1f}% (thr {cmp_['pck_thr_px']:.1f} px)")
+    if args.json:
+        _write_json(args.json, {"quantization": info, "comparison": cmp_})
+    return 0
+
+
+# --------------------------------------------------------------------------- infer
+
+
+def add_infer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("onnx", metavar="MODEL.onnx", help="a model from 'slimpose export' (or 'slimpose quantize')")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--boxes", nargs="+", type=parse_box, metavar="x,y,w,h",
+                   help="person boxes, applied to every image (default: the whole image)")
+    p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
+    p.add_argument("--out", metavar="DIR", help="write <image>_pose.png drawings here")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--decode", choices=("argmax", "dark", "softargmax"), help="override the file's heatmap decoding")
+    p.add_argument("--thr", type=float, default=0.3, help="score threshold for drawing")
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    # Torch-free: runtime, codecs, transforms and drawing only.
+    from slimpose.deploy.runtime import OnnxPoseEstimator, read_image
+
+    est = OnnxPoseEstimator(args.onnx, threads=args.threads, decode=args.decode)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in args.images:
+        image = read_image(path)
+        boxes = np.asarray(args.boxes, dtype=np.float64) if args.boxes else None
+        kpts, scores = est(image, boxes, flip=args.flip)
+        used = boxes if boxes is not None else np.array([[0.0, 0.0, image.shape[1], image.shape[0]]])
+        results.append({
+            "image": str(path),
+            "persons": [{"box": [round(float(v), 2) for v in b],
+                         "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in k],
+                         "scores": [round(float(s), 4) for s in sc]} for b, k, sc in zip(used, kpts, scores)],
+        })
+        if out_dir:
+            from slimpose.inference.draw import draw_box, draw_pose
+
+            import cv2
+
+            canvas = image.copy()
+            for b, k, sc in zip(used, kpts, scores):
+                if boxes is not None:
+                    canvas = draw_box(canvas, b)
+                canvas = draw_pose(canvas, k, sc, est.layout, thr=args.thr)
+            target = out_dir / f"{Path(path).stem}_pose.png"
+            if not cv2.imwrite(str(target), canvas):
+                raise SlimposeError(f"{target}: cannot write image")
+            results[-1]["drawing"] = str(target)
+    print(json.dumps({"model": est.model_name, "layout": est.layout.name, "keypoint_names": list(est.layout.names),
+                      "results": results}, indent=1))
+    return 0

@@ -1,0 +1,299 @@
+"""ONNX export of every registered model, the torch-free runtime, INT8 quantisation,
+the benchmark and the deploy CLI.
+
+Each model is built and exported once (module fixture) at a small input divisible by 64
+(RepNet/LPN strides, 2x2 patches at stride 32), with weights and BN statistics made
+non-trivial so that BN folding and branch merging are really exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from slimpose.cli import main
+from slimpose.deploy.export import export_onnx
+from slimpose.deploy.runtime import OnnxPoseEstimator, crops_from_images, read_onnx_metadata
+from slimpose.keypoints import KeypointLayout, get_layout
+from slimpose.models.registry import build_model, get_model_entry, list_models
+
+SIZE = (64, 64)
+MODELS = list_models()
+COCO = get_layout("coco")
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _synthetic_image(seed: int, h: int = 240, w: int = 320) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    img = cv2.GaussianBlur(img, (7, 7), 3)
+    for _ in range(6):
+        c = tuple(int(v) for v in rng.integers(0, 255, 3))
+        p = rng.integers(0, [w, h], size=(2, 2))
+        cv2.line(img, tuple(int(v) for v in p[0]), tuple(int(v) for v in p[1]), c, 6)
+        cv2.circle(img, tuple(int(v) for v in p[0]), int(rng.integers(5, 20)), c, -1)
+    return img
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Small models on a shared 2-core machine: one thread avoids OpenMP spin-wait stalls."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("images")
+    for i in range(10):
+        cv2.imwrite(str(d / f"img{i:02d}.png"), _synthetic_image(i, 200 + 10 * i, 160 + 12 * i))
+    return d
+
+
+def _make_nontrivial(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Default PyTorch init everywhere (so last layers and GC convs are not ~0), random
+    BN affine terms, BN statistics calibrated on a random batch so that activations stay
+    O(1) through deep stacks; the model is returned in eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                m.reset_parameters()
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration pass
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.2)
+        model.train()
+        model(torch.randn(2, 3, *SIZE))
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                # dead or near-constant channels would otherwise be scaled up by 1/sqrt(eps)
+                m.running_var.clamp_(min=0.1 * float(m.running_var.mean()) + 1e-3)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, image_dir):
+    out = tmp_path_factory.mktemp("onnx")
+    real = crops_from_images(sorted(image_dir.iterdir())[:2], SIZE)
+    results = {}
+    for name in MODELS:
+        model = _make_nontrivial(build_model(name, num_joints=17, input_size=SIZE))
+        res = export_onnx(model, out / f"{name}.onnx", SIZE, COCO, real_crops=real)
+        x = torch.from_numpy(real)
+        with torch.inference_mode():
+            train_form = model(x).numpy()
+        results[name] = {"result": res, "train_form_out": train_form, "crops": real}
+    return results
+
+
+def _tol(output_scale: float) -> float:
+    """1e-4 absolute for outputs up to 1, 1e-3 of the output range beyond that."""
+    return max(1e-4, 1e-3 * float(output_scale))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_export_matches_torch_and_carries_metadata(exported, name):
+    entry = get_model_entry(name)
+    r = exported[name]["result"]
+    assert r["max_abs_output_real"] > 1e-2, "outputs are ~0: the check would be vacuous"
+    # float32 rounding differs between ORT and PyTorch kernels and grows with depth and
+    # output scale (deep LPNs with random O(1) weights reach ~3e-4 relative); a wrong BN
+    # fold or weight layout gives errors of order 1e-1 relative.
+    assert r["max_abs_diff_random"] < _tol(r["max_abs_output_random"]), r
+    assert r["max_abs_diff_real"] < _tol(r["max_abs_output_real"]), r
+    est = OnnxPoseEstimator(r["path"], threads=1)
+    meta = est.metadata
+    assert meta == read_onnx_metadata(r["path"]) if name == "tinypose" else True
+    assert meta["model_name"] == name and meta["output_kind"] == entry.output_kind
+    assert meta["input_size"] == list(SIZE) and meta["color_order"] == "RGB"
+    assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
+    assert KeypointLayout.from_dict(meta["layout"]) == COCO and meta["flip_index"] == COCO.flip_index
+    assert meta["slimpose_version"]
+    if entry.output_kind == "heatmap":
+        assert meta["heatmap_stride"] == [4.0, 4.0] and meta["sigma"] == 2.0 and meta["decode"] in ("argmax", "dark", "softargmax")
+    # The exported (re-parameterised) model also agrees with the training form it came from.
+    onnx_out = est.forward(exported[name]["crops"])
+    ref = exported[name]["train_form_out"]
+    assert np.abs(onnx_out - ref).max() < _tol(np.abs(ref).max())
+
+
+def test_runtime_preprocessing_matches_training_transforms(exported):
+    from slimpose.data.transforms import box_to_center_scale, get_affine_transform, normalize_crop
+
+    est = OnnxPoseEstimator(exported["tinypose"]["result"]["path"])
+    img = _synthetic_image(3)
+    box = [30.0, 20.0, 90.0, 150.0]
+    x, centers, scales = est.preprocess(img, [box])
+    c, s = box_to_center_scale(box, SIZE[1] / SIZE[0])
+    ref = normalize_crop(cv2.warpAffine(img, get_affine_transform(c, s, 0.0, (SIZE[1], SIZE[0])), (SIZE[1], SIZE[0]),
+                                        flags=cv2.INTER_LINEAR))
+    np.testing.assert_allclose(centers[0], c)
+    np.testing.assert_allclose(scales[0], s)
+    np.testing.assert_allclose(x[0], ref, atol=1e-5)
+
+
+def _kind_examples(exported):
+    seen = {}
+    for name in MODELS:
+        seen.setdefault(get_model_entry(name).output_kind, name)
+    return [exported[n]["result"]["path"] for n in seen.values()]
+
+
+def test_runtime_end_to_end_is_torch_free(exported, tmp_path):
+    img_path = tmp_path / "person.png"
+    cv2.imwrite(str(img_path), _synthetic_image(7))
+    code = textwrap.dedent(f"""
+        import json, sys
+        import cv2, numpy as np
+        from slimpose.deploy.runtime import OnnxPoseEstimator
+        img = cv2.imread({str(img_path)!r})
+        out = []
+        for path in {_kind_examples(exported)!r}:
+            est = OnnxPoseEstimator(path, threads=1)
+            boxes = np.array([[20, 10, 100, 180], [150, 40, 80, 120]], float)
+            k, s = est(img, boxes)
+            kf, sf = est(img, boxes, flip=True)
+            kw, sw = est(img)  # whole image
+            e0, _ = est(img, np.zeros((0, 4)))
+            assert k.shape == kf.shape == (2, 17, 2) and s.shape == (2, 17), (k.shape, s.shape)
+            assert kw.shape == (1, 17, 2) and e0.shape == (0, 17, 2)
+            assert np.isfinite(k).all() and np.isfinite(kf).all() and np.isfinite(s).all()
+            # heatmap keypoints land inside the crop: the padded box around each person box
+            for b, kk in zip(boxes, k if est.output_kind == "heatmap" else []):
+                cx, cy = b[0] + b[2] / 2, b[1] + b[3] / 2
+                half = 1.25 * max(b[2], b[3]) / 2 + 1
+                assert (np.abs(kk[:, 0] - cx) <= half).all() and (np.abs(kk[:, 1] - cy) <= half).all()
+            out.append(est.output_kind)
+        assert 'torch' not in sys.modules, 'runtime imported torch'
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_infer_cli_is_torch_free_and_draws(exported, tmp_path):
+    img_path = tmp_path / "a.png"
+    cv2.imwrite(str(img_path), _synthetic_image(11))
+    onnx_path = exported["tinypose"]["result"]["path"]
+    code = textwrap.dedent(f"""
+        import sys
+        from slimpose.cli import main
+        rc = main(['infer', {onnx_path!r}, {str(img_path)!r}, '--boxes', '10,10,100,150', '30,40,60,90',
+                   '--flip', '--out', {str(tmp_path / 'drawn')!r}, '--threads', '1'])
+        assert rc == 0, rc
+        assert 'torch' not in sys.modules, 'infer imported torch'
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    persons = result["results"][0]["persons"]
+    assert len(persons) == 2 and len(persons[0]["keypoints"]) == 17 and len(persons[0]["scores"]) == 17
+    assert (tmp_path / "drawn" / "a_pose.png").is_file()
+
+
+def test_dynamic_batch_and_static_batch_runtime(exported, tmp_path):
+    model = _make_nontrivial(build_model("tinypose", input_size=SIZE), seed=1)
+    crops = exported["tinypose"]["crops"]
+    dyn = export_onnx(model, tmp_path / "dyn.onnx", SIZE, COCO, dynamic_batch=True, real_crops=crops)
+    assert dyn["max_abs_diff_real"] < _tol(dyn["max_abs_output_real"])
+    assert read_onnx_metadata(dyn["path"])["dynamic_batch"] is True
+    est = OnnxPoseEstimator(dyn["path"])
+    assert est.static_batch is None
+    x = np.concatenate([crops, crops[::-1], crops[:1]])
+    together = est.forward(x)
+    one_by_one = np.concatenate([est.forward(x[i:i + 1]) for i in range(len(x))])
+    assert together.shape[0] == 5
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    static = OnnxPoseEstimator(exported["tinypose"]["result"]["path"])
+    assert static.static_batch == 1 and static.forward(x).shape[0] == 5
+
+
+def test_quantize_int8_close_to_float(exported, image_dir, tmp_path):
+    from slimpose.deploy.quantize import compare_int8, quantize_int8
+
+    src = exported["tinypose"]["result"]["path"]
+    crops = crops_from_images(sorted(image_dir.iterdir()), SIZE)
+    out = tmp_path / "tiny_int8.onnx"
+    info = quantize_int8(src, out, crops[:6])
+    assert info["size_int8_mb"] < info["size_float_mb"]
+    meta = read_onnx_metadata(out)
+    assert meta["model_name"] == "tinypose" and meta["quantization"]["format"] == "QDQ"
+    assert KeypointLayout.from_dict(meta["layout"]) == COCO
+    res = compare_int8(src, out, crops[6:], threads=1, warmup=1, iters=3, rounds=1)
+    for key in ("mean_kpt_err_px", "pck@0.05", "float_ms", "int8_ms", "speedup"):
+        assert np.isfinite(res[key]), res
+    # A random-weight net has flat, noisy heatmaps, so keypoints are a weak test here (the
+    # report measures a trained model on real crops); the outputs themselves must agree.
+    assert res["output_correlation"] > 0.9, res
+    assert res["median_kpt_err_px"] <= 4.0, res  # one heatmap pixel
+    k, s = OnnxPoseEstimator(out)(_synthetic_image(5), [[10, 10, 100, 150]])
+    assert k.shape == (1, 17, 2) and np.isfinite(k).all()
+
+
+def test_benchmark_rows():
+    from slimpose.deploy.benchmark import benchmark
+
+    rows = benchmark(["tinypose"], backends=("torch", "onnxruntime"), threads=1, batch=2, input_size=(64, 48),
+                     warmup=1, iters=3, rounds=1)
+    assert [r["backend"] for r in rows] == ["torch", "onnxruntime"]
+    for r in rows:
+        assert {"model", "backend", "batch", "threads", "median_ms", "p90_ms", "throughput", "input"} <= set(r)
+        assert r["batch"] == 2 and r["input"] == "64x48" and r["median_ms"] > 0
+        assert r["throughput"] == pytest.approx(2e3 / r["median_ms"])
+    if not torch.cuda.is_available():
+        from slimpose.errors import SlimposeError
+
+        with pytest.raises(SlimposeError, match="CUDA"):
+            benchmark(["tinypose"], backends=("torch-cuda",), iters=1, warmup=0)
+
+
+def test_cli_complexity_export_quantize(tmp_path, image_dir, capsys):
+    js = tmp_path / "c.json"
+    assert main(["complexity", "tinypose", "--input", "128x96", "--json", str(js)]) == 0
+    rows = json.loads(js.read_text())
+    assert rows[0]["model"] == "tinypose" and rows[0]["input"] == "128x96"
+    assert {"model", "input", "params", "params_deploy", "gmacs", "paper_params", "paper_gmacs"} <= set(rows[0])
+    with pytest.raises(SystemExit):
+        main(["complexity", "tinypose", "--input", "128by96"])
+    assert "HxW" in capsys.readouterr().err
+
+    # a checkpoint with metadata: export takes input size and layout from it
+    from slimpose.engine.checkpoint import save_checkpoint
+
+    model = build_model("tinypose", num_joints=14, input_size=(128, 96))
+    ckpt = tmp_path / "tiny.pth"
+    save_checkpoint({"model": model.state_dict(), "meta": {"model_name": "tinypose", "input_size": [128, 96],
+                                                          "layout": get_layout("lsp").to_dict()}}, ckpt)
+    onnx_path = tmp_path / "tiny.onnx"
+    assert main(["export", "tinypose", "--checkpoint", str(ckpt), "--out", str(onnx_path),
+                 "--check-images", str(image_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs diff" in printed and "real crops" in printed
+    meta = read_onnx_metadata(onnx_path)
+    assert meta["input_size"] == [128, 96] and meta["layout"]["name"] == "lsp" and meta["num_keypoints"] == 14
+    # a checkpoint that does not fit the model is a clear error, not a traceback
+    assert main(["export", "tinypose", "--checkpoint", str(ckpt), "--layout", "coco", "--out",
+                 str(tmp_path / "bad.onnx")]) == 2
+    assert "does not fit" in capsys.readouterr().err
+
+    q = tmp_path / "tiny_int8.onnx"
+    assert main(["quantize", str(onnx_path), "--out", str(q), "--calib-images", str(image_dir),
+                 "--num-calib", "6", "--num-eval", "4", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "speed-up" in printed and "mean error" in printed and q.is_file()
