@@ -93,6 +93,9 @@ class TrainConfig:
     deterministic: bool = False
     log_interval: int = 20  # iterations between progress-bar updates
     max_iters_per_epoch: int = 0  # cap for quick runs; 0 = whole epoch
+    # Wall-clock budget: past it, training stops after the current iteration, then
+    # validates and saves as at the end of a run. 0 = no budget.
+    max_minutes: float = 0.0
 
 
 @dataclass

@@ -164,3 +164,12 @@ def test_torchrun_two_processes_on_cpu(synth, tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert "AP" in summary["metrics"]
     assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
+
+
+def test_time_budget_stops_validates_and_saves(synth, tmp_path):
+    cfg = config_from_dict(small_config(synth, epochs=50, max_minutes=1e-4))
+    summary = Trainer(cfg, tmp_path).fit()
+    assert summary["stopped_by_time_budget"] is True
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["iterations"] == 1 and "val/AP" in records[0]
+    assert load_checkpoint(tmp_path / "last.pth")["epoch"] == 1

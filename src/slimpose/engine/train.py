@@ -213,6 +213,14 @@ class Trainer:
             with self.log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def _out_of_time(self) -> bool:
+        budget = self.cfg.train.max_minutes
+        # Every rank must stop at the same iteration; rank 0's clock decides.
+        over = torch.tensor(float(budget > 0 and time.perf_counter() - self._fit_start > 60 * budget))
+        if self.info.distributed:
+            torch.distributed.broadcast(over, 0)
+        return bool(over.item())
+
     def _train_epoch(self) -> dict:
         tc, s = self.cfg.train, self.state
         self.net.train()
@@ -224,6 +232,7 @@ class Trainer:
                    disable=not (self.info.is_main and sys.stderr.isatty()))
         loss_sum, seen, start = 0.0, 0, time.perf_counter()
         lr = 0.0
+        done = 0
         for i, batch in enumerate(self.loader):
             if i >= n_iters:
                 break
@@ -252,15 +261,18 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             s.iters_in_stage += 1
+            done += 1
             loss_sum += shown.item()
             seen += images.shape[0] * self.info.world_size
             if (i + 1) % max(tc.log_interval, 1) == 0 or i + 1 == n_iters:
                 bar.set_postfix(loss=f"{loss_sum / (i + 1):.3g}", lr=f"{lr:.2e}",
                                 img_s=f"{seen / (time.perf_counter() - start):.1f}")
             bar.update(1)
+            if self._out_of_time():
+                break
         bar.close()
         elapsed = time.perf_counter() - start
-        return {"loss": loss_sum / max(n_iters, 1), "lr": lr, "images_per_s": seen / max(elapsed, 1e-9),
+        return {"loss": loss_sum / max(done, 1), "lr": lr, "iterations": done, "images_per_s": seen / max(elapsed, 1e-9),
                 "epoch_seconds": round(elapsed, 2)}
 
     def validate(self, out_dir: Path | None = None) -> dict:
@@ -274,7 +286,9 @@ class Trainer:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.work_dir / "config.yaml")
         last_metrics: dict = {}
-        while s.stage < tc.stages:
+        self._fit_start = time.perf_counter()
+        stopped = False
+        while s.stage < tc.stages and not stopped:
             if s.epoch >= tc.epochs:  # this stage finished before a resume
                 if s.stage + 1 >= tc.stages:
                     break
@@ -283,8 +297,12 @@ class Trainer:
                 continue
             record = {"stage": s.stage, "epoch": s.epoch + 1, **self._train_epoch()}
             s.epoch += 1
+            stopped = self._out_of_time()
+            if stopped and self.info.is_main:
+                print(f"slimpose: train.max_minutes={tc.max_minutes} reached during epoch {s.epoch}; "
+                      f"validating and stopping", flush=True)
             stage_end = s.epoch >= tc.epochs
-            due = stage_end or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
+            due = stage_end or stopped or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
             names = ["last.pth"]
             if self.val_set is not None and due:
                 metrics = self.validate()
@@ -304,6 +322,7 @@ class Trainer:
                 shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
                 print("slimpose: " + json.dumps(shown), flush=True)
         summary = {"best": s.best if s.best > -math.inf else None, "best_epoch": s.best_epoch,
+                   "stopped_by_time_budget": stopped, "minutes": round((time.perf_counter() - self._fit_start) / 60, 2),
                    "main_metric": self.main_metric, "metrics": last_metrics, "work_dir": str(self.work_dir)}
         if self.info.is_main:
             (self.work_dir / "summary.json").write_text(json.dumps(summary, indent=2))
