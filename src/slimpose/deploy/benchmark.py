@@ -8,6 +8,7 @@ alike and their ratio is meaningful.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -38,7 +39,8 @@ def _percentile(values: list[float], q: float) -> float:
 class _Runner:
     """One backend of one model: ``run()`` does one timed forward pass."""
 
-    def __init__(self, backend: str, deployed, onnx_path: Path | None, x: np.ndarray, threads: int):
+    def __init__(self, backend: str, deployed, onnx_path: Path | None, x: np.ndarray, threads: int,
+                 spin: bool = True):
         self.backend = backend
         self.times: list[float] = []
         if backend == "torch":
@@ -62,7 +64,7 @@ class _Runner:
                 providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
             else:
                 providers = ["CPUExecutionProvider"]
-            self.session = make_session(onnx_path, providers, threads)
+            self.session = make_session(onnx_path, providers, threads, spin=spin)
             self.feed = {self.session.get_inputs()[0].name: x}
             self.out = [self.session.get_outputs()[0].name]
 
@@ -91,6 +93,7 @@ def benchmark(
     rounds: int = 5,
     num_joints: int = 17,
     progress=None,
+    spin: bool = True,
 ) -> list[dict]:
     """Median / p90 latency (ms per batch) and throughput (images/s) of each model on
     each backend.
@@ -100,6 +103,12 @@ def benchmark(
     "onnxruntime-cuda" (clear error where no GPU). ``device="cuda"`` maps "torch" to
     "torch-cuda". ``input_size`` None = each model's paper input size. Iterations are
     split into ``rounds`` blocks that alternate between backends.
+
+    ``spin=False`` stops ONNX Runtime's idle threads from spin-waiting; PyTorch's OpenMP
+    threads follow ``OMP_WAIT_POLICY``, which must be set before torch is imported (the
+    CLI's ``--no-spin`` does both). On a machine where other processes hold cores,
+    spinning threads can make multi-threaded latency many times worse than one thread.
+    Each row records the 1-minute load average at the start of its model.
     """
     backends = [b.strip() for b in (backends.split(",") if isinstance(backends, str) else backends) if b.strip()]
     if device == "cuda":
@@ -133,8 +142,9 @@ def benchmark(
                     layout = _dummy_layout(num_joints, KeypointLayout)
                     export_onnx(deployed, onnx_path, size, layout, batch_size=batch, check=False, model_name=name,
                                 output_kind=getattr(model, "output_kind", None))
-                runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x, threads)
-                           for b in backends]
+                runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x, threads,
+                                   spin) for b in backends]
+                load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 for r in runners:
                     for _ in range(warmup):
                         r.run()
@@ -153,6 +163,8 @@ def benchmark(
                         "input": format_input(size), "median_ms": median, "p90_ms": _percentile(ms, 90),
                         "mean_ms": statistics.fmean(ms), "min_ms": min(ms),
                         "throughput": batch * 1e3 / median, "iters": len(ms),
+                        "load_avg_1min": load, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                        "ort_spin": spin if r.backend.startswith("onnxruntime") else None,
                     }
                     rows.append(row)
                     if progress:

@@ -214,19 +214,35 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--no-spin", action="store_true",
+                   help="idle threads sleep instead of spin-waiting (OMP_WAIT_POLICY=PASSIVE for torch, "
+                        "allow_spinning=0 for ONNX Runtime): for machines shared with other processes")
     p.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    import os
+
+    if args.no_spin:
+        if "torch" in sys.modules and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+            print("slimpose bench: torch is already imported; OMP_WAIT_POLICY=PASSIVE cannot take effect",
+                  file=sys.stderr)
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read by OpenMP when torch loads
     from slimpose.deploy.benchmark import benchmark, format_bench_table
 
     models = _resolve_models(args.models, args.all)
+    if hasattr(os, "getloadavg"):
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if load > 0.75:
+            print(f"note: 1-minute load average is {load:.2f} on {cores} cores: other processes compete for the "
+                  f"CPU, so latencies are inflated{'' if args.no_spin else ' (try --no-spin)'}", file=sys.stderr)
 
     def progress(row):
         print(f"  {row['model']} {row['backend']}: {row['median_ms']:.2f} ms", file=sys.stderr, flush=True)
 
     rows = benchmark(models, backends=args.backend, threads=args.threads, batch=args.batch, input_size=args.input,
-                     warmup=args.warmup, iters=args.iters, device=args.device, progress=progress)
+                     warmup=args.warmup, iters=args.iters, device=args.device, progress=progress,
+                     spin=not args.no_spin)
     print(format_bench_table(rows))
     if args.json:
         _write_json(args.json, rows)
@@ -372,5 +388,5 @@ def run_infer(args: argparse.Namespace) -> int:
                 raise SlimposeError(f"{target}: cannot write image")
             results[-1]["drawing"] = str(target)
     print(json.dumps({"model": est.model_name, "layout": est.layout.name, "keypoint_names": list(est.layout.names),
-                      "results": results}, indent=1))
+                      "results": results}))
     return 0

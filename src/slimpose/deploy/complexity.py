@@ -131,9 +131,9 @@ def complexity_table(models: list[str], input_size: tuple[int, int] | None = Non
     ``gmacs`` / ``gmacs_deploy`` are in 1e9 units, ``gmacs_2_30`` (training form) in 2^30
     units (LPN's divisor). A paper figure whose ``form`` is "deploy" is compared with the
     deployed (re-parameterised, BN-folded) model, otherwise with the training form.
-    With ``input_size`` given, each model gets one row at that size (compared with a paper
-    figure only where one exists for that size). Models without figures get one row at
-    256x192.
+    With ``input_size`` given, rows are at that size only: one per paper setting at that
+    size (with its K), or one uncompared row (K=17). Models without figures get one row
+    at 256x192.
     """
     from slimpose.models.registry import get_model_entry
 
@@ -143,9 +143,8 @@ def complexity_table(models: list[str], input_size: tuple[int, int] | None = Non
         entry = get_model_entry(name)
         if input_size is not None:
             size = tuple(int(v) for v in input_size)
-            settings = [p for p in entry.paper if tuple(p.input_size) == size and p.num_joints == 17]
-            settings = settings or [None]
-            settings = [(size, 17, p) for p in settings]
+            settings = [(size, p.num_joints, p) for p in entry.paper if tuple(p.input_size) == size]
+            settings = settings or [(size, 17, None)]
         elif entry.paper:
             settings = [(tuple(p.input_size), p.num_joints, p) for p in entry.paper]
         else:

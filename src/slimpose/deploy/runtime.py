@@ -78,6 +78,8 @@ def warp_crops(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
 
 
 def read_image(path: str | Path) -> np.ndarray:
+    if not Path(path).is_file():
+        raise SlimposeError(f"{path}: image not found")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise SlimposeError(f"{path}: cannot read image")
@@ -120,12 +122,17 @@ def crops_from_images(paths, input_size: tuple[int, int], boxes=None, padding: f
     return np.concatenate(crops)
 
 
-def make_session(onnx_path: str | Path, providers=None, threads: int | None = None) -> ort.InferenceSession:
+def make_session(onnx_path: str | Path, providers=None, threads: int | None = None,
+                 spin: bool = True) -> ort.InferenceSession:
+    """A CPU (or given providers) session; ``spin=False`` makes idle intra-op threads
+    sleep instead of spin-waiting (better on a machine shared with other processes)."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
