@@ -132,4 +132,5 @@ class LspSource(DataSource):
         gt = np.stack([self.instances[i].keypoints for i in indices]).astype(np.float64)
         mask = np.stack([self.instances[i].visible > 0 for i in indices])
         metrics = lsp_pck(keypoints, gt, mask, self.layout, thr=0.2)
+        self.write_predictions(out_dir, keypoints, scores, indices)
         return {k: float(v) for k, v in metrics.items()}

@@ -128,4 +128,5 @@ class MpiiSource(DataSource):
         mask = np.stack([inst.visible > 0 for inst in insts])
         head_sizes = mpii_head_sizes(np.stack([inst.extra["headbox"] for inst in insts]))
         metrics = mpii_pckh(keypoints, gt, mask, head_sizes, self.layout)
+        self.write_predictions(out_dir, keypoints, scores, indices)
         return {k: float(v) for k, v in metrics.items()}

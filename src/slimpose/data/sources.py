@@ -65,6 +65,20 @@ class DataSource:
         return keypoints, scores, indices
 
 
+    def write_predictions(self, out_dir: Path | None, keypoints, scores, indices) -> None:
+        """``out_dir/predictions.json``: one entry per instance with its image and [x, y, score] per joint."""
+        if out_dir is None:
+            return
+        import json
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        entries = [{"image": self.instances[i].image_path, "image_id": int(self.instances[i].image_id),
+                    "keypoints": np.concatenate([k, s[:, None]], axis=1).round(3).tolist()}
+                   for k, s, i in zip(keypoints, scores, indices)]
+        (out_dir / "predictions.json").write_text(json.dumps(entries))
+
+
 def check_images_exist(paths, source: str, field_name: str) -> None:
     """Raise one DataError naming the missing image files (existence only; cheap)."""
     missing = [p for p in dict.fromkeys(paths) if not os.path.isfile(p)]

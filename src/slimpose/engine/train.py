@@ -305,7 +305,7 @@ class Trainer:
             due = stage_end or stopped or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
             names = ["last.pth"]
             if self.val_set is not None and due:
-                metrics = self.validate()
+                metrics = self.validate(self.work_dir / "val_predictions")
                 record.update({f"val/{k}": v for k, v in metrics.items()})
                 last_metrics = metrics
                 value = metrics.get(self.main_metric, -math.inf)
