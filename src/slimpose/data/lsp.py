@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimpose.data.sources import DataSource, check_images_exist, require_instances
+from slimpose.data.sources import DataSource, check_images_exist, read_mat, require_instances
 from slimpose.data.transforms import box_to_center_scale
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
@@ -35,15 +35,8 @@ from slimpose.keypoints import KeypointLayout
 
 def load_joints(path: str | Path, num_keypoints: int = 14) -> tuple[np.ndarray, str]:
     """``joints.mat`` → (N, K, 3) array and the variant, ``"lsp"`` or ``"lspet"``."""
-    import scipy.io
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(str(path), "ann_file", "file not found")
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except Exception as e:  # scipy raises several kinds for a damaged file
-        raise DataError(str(path), "ann_file", f"not a readable .mat file ({e})") from None
+    mat = read_mat(path, "ann_file")
     if "joints" not in mat:
         raise DataError(str(path), "joints", "missing from the .mat file")
     j = np.asarray(mat["joints"], dtype=np.float64)

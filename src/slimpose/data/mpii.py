@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from slimpose.data.coco import load_json
-from slimpose.data.sources import DataSource, check_images_exist, require_instances
+from slimpose.data.sources import DataSource, check_images_exist, read_mat, require_instances
 from slimpose.data.transforms import BOX_PADDING, fix_aspect_ratio
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
@@ -27,15 +27,8 @@ PIXEL_STD = 200.0
 
 def load_headboxes(path: str | Path) -> np.ndarray:
     """``headboxes_src`` (2, 2, N) of an MPII ``.mat`` → (N, 2, 2): [instance, corner, xy]."""
-    import scipy.io
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(str(path), "headbox_file", "file not found")
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except Exception as e:  # scipy raises several kinds for a damaged file
-        raise DataError(str(path), "headbox_file", f"not a readable .mat file ({e})") from None
+    mat = read_mat(path, "headbox_file")
     if "headboxes_src" not in mat:
         raise DataError(str(path), "headboxes_src", "missing from the .mat file")
     boxes = np.asarray(mat["headboxes_src"], dtype=np.float64)

@@ -79,6 +79,19 @@ class DataSource:
         (out_dir / "predictions.json").write_text(json.dumps(entries))
 
 
+def read_mat(path: str | Path, field_name: str) -> dict:
+    """A MATLAB file's variables, or a DataError naming the file and the config field."""
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(str(path), field_name, "file not found")
+    try:
+        return scipy.io.loadmat(str(path))
+    except Exception as e:  # scipy raises several kinds for a damaged file
+        raise DataError(str(path), field_name, f"not a readable .mat file ({e})") from None
+
+
 def check_images_exist(paths, source: str, field_name: str) -> None:
     """Raise one DataError naming the missing image files (existence only; cheap)."""
     missing = [p for p in dict.fromkeys(paths) if not os.path.isfile(p)]
