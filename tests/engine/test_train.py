@@ -173,3 +173,16 @@ def test_time_budget_stops_validates_and_saves(synth, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["iterations"] == 1 and "val/AP" in records[0]
     assert load_checkpoint(tmp_path / "last.pth")["epoch"] == 1
+
+
+def test_coordinate_model_trains_and_evaluates_through_the_same_engine(synth, tmp_path):
+    cfg = small_config(synth, epochs=1)
+    cfg["model"] = {"name": "repnet_a"}
+    cfg["data"]["input_size"] = [64, 64]
+    summary = Trainer(config_from_dict(cfg), tmp_path).fit()
+    assert math.isfinite(summary["metrics"]["AP"])
+    out = tmp_path / "eval" / "metrics.json"
+    assert cli_main(["eval", "--checkpoint", str(tmp_path / "last.pth"), "--out", str(out)]) == 0
+    assert {"AP", "AR"} <= set(json.loads(out.read_text()))
+    results = json.loads((tmp_path / "eval" / "results_keypoints.json").read_text())
+    assert results and len(results[0]["keypoints"]) == 17 * 3
