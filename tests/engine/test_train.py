@@ -186,3 +186,15 @@ def test_coordinate_model_trains_and_evaluates_through_the_same_engine(synth, tm
     assert {"AP", "AR"} <= set(json.loads(out.read_text()))
     results = json.loads((tmp_path / "eval" / "results_keypoints.json").read_text())
     assert results and len(results[0]["keypoints"]) == 17 * 3
+
+
+def test_export_takes_decoding_and_input_size_from_the_checkpoint(synth, tmp_path):
+    cfg = small_config(synth, epochs=1)
+    cfg["test"] = {"decode": "softargmax", "beta": 120.0}
+    Trainer(config_from_dict(cfg), tmp_path).fit()
+    onnx_path = tmp_path / "tiny.onnx"
+    assert cli_main(["export", "tinypose", "--checkpoint", str(tmp_path / "last.pth"), "--out", str(onnx_path)]) == 0
+    from slimpose.deploy.runtime import read_onnx_metadata
+
+    meta = read_onnx_metadata(onnx_path)
+    assert (meta["decode"], meta["beta"], list(meta["input_size"])) == ("softargmax", 120.0, [64, 48])

@@ -185,7 +185,8 @@ def run_export(args: argparse.Namespace) -> int:
     if args.check_images and not args.no_check:
         real = crops_from_images(list_images(args.check_images)[:8], size)
     res = export_onnx(model, args.out, size, layout, dynamic_batch=args.dynamic_batch, opset=args.opset,
-                      check=not args.no_check, real_crops=real, decode=args.decode,
+                      check=not args.no_check, real_crops=real, decode=args.decode or meta.get("decode"),
+                      beta=float(meta.get("beta", 160.0)),
                       sigma=float(meta.get("heatmap_sigma", 2.0)), model_name=args.model,
                       extra_metadata={"checkpoint": str(args.checkpoint) if args.checkpoint else None,
                                       "model_kwargs": meta.get("model_kwargs") or {}})

@@ -92,6 +92,8 @@ def checkpoint_meta(cfg: ExperimentConfig, output_kind: str) -> dict:
         "input_size": list(cfg.data.input_size),
         "layout": get_layout(cfg.data.layout).to_dict(),
         "heatmap_sigma": cfg.data.heatmap_sigma,
+        "decode": cfg.test.decode,
+        "beta": cfg.test.beta,
         "slimpose_version": __version__,
     }
 
