@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
+from pathlib import Path
 
 from slimpose import __version__
 from slimpose.errors import SlimposeError
@@ -27,6 +29,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("slimpose.deploy.commands", "INT8 static quantisation of an exported ONNX model"),
     "infer": ("slimpose.deploy.commands", "torch-free pose inference on images with an exported ONNX model"),
 }
+
+
+def write_json(path: str | Path, data) -> None:
+    """Write a command's result file, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _usage() -> str:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from slimpose.data.sources import DataSource, build_source
+from slimpose.data.sources import DataSource, build_source, read_image
 from slimpose.data.transforms import Compose, build_pipeline
-from slimpose.errors import DataError
 from slimpose.keypoints import get_layout
-
-
-def read_image(path: str) -> np.ndarray:
-    """BGR uint8 (H, W, 3) image, or a DataError naming the file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        import os
-
-        problem = "image file not found" if not os.path.isfile(path) else "cannot be decoded as an image"
-        raise DataError(str(path), "image", problem)
-    return image
 
 
 class TopdownDataset(Dataset):

@@ -92,6 +92,17 @@ def read_mat(path: str | Path, field_name: str) -> dict:
         raise DataError(str(path), field_name, f"not a readable .mat file ({e})") from None
 
 
+def read_image(path: str | Path) -> np.ndarray:
+    """BGR uint8 (H, W, 3) image, or a DataError naming the file."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        problem = "image file not found" if not os.path.isfile(path) else "cannot be decoded as an image"
+        raise DataError(str(path), "image", problem)
+    return image
+
+
 def check_images_exist(paths, source: str, field_name: str) -> None:
     """Raise one DataError naming the missing image files (existence only; cheap)."""
     missing = [p for p in dict.fromkeys(paths) if not os.path.isfile(p)]

@@ -123,14 +123,16 @@ def crop_to_image(points, centers, scales, input_size, rotations=None) -> np.nda
     return (np.stack([x, y], axis=-1) * ratio + centers).astype(np.float32)
 
 
-def normalize_crop(crop_bgr: np.ndarray, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB) -> np.ndarray:
-    """(H, W, 3) uint8 BGR crop → (3, H, W) float32 RGB, ImageNet mean/std normalised."""
-    if crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) BGR image, got shape {crop_bgr.shape}")
-    rgb = crop_bgr[..., ::-1].astype(np.float32)
-    rgb -= np.asarray(mean, dtype=np.float32)
-    rgb *= 1.0 / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+def normalize_crop(crop_bgr: np.ndarray, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB,
+                   to_rgb: bool = True) -> np.ndarray:
+    """(..., H, W, 3) uint8 BGR crops → (..., 3, H, W) float32, mean/std normalised
+    (RGB order unless ``to_rgb`` is False). One crop or a batch."""
+    if crop_bgr.ndim < 3 or crop_bgr.shape[-1] != 3:
+        raise ValueError(f"expected (H, W, 3) or (N, H, W, 3) BGR images, got shape {crop_bgr.shape}")
+    x = (crop_bgr[..., ::-1] if to_rgb else crop_bgr).astype(np.float32)
+    x -= np.asarray(mean, dtype=np.float32)
+    x *= 1.0 / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
 def _truncated_normal(rng: np.random.Generator, bound: float = 1.0) -> float:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slimpose.cli import write_json
 from slimpose.errors import SlimposeError
 
 _HXW = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -36,12 +37,6 @@ def parse_box(text: str) -> list[float]:
     if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
         raise argparse.ArgumentTypeError(f"expected a box x,y,w,h with w, h > 0, e.g. 10,20,120,300; got {text!r}")
     return box
-
-
-def _write_json(path: str | Path, data) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _resolve_models(names: list[str], all_: bool) -> list[str]:
@@ -80,7 +75,7 @@ def run_models(args: argparse.Namespace) -> int:
         out.append({"model": name, "output_kind": e.output_kind, "description": e.description,
                     "tolerance": e.tolerance, "paper": figs})
     if args.json:
-        _write_json(args.json, out)
+        write_json(args.json, out)
     return 0
 
 
@@ -102,7 +97,7 @@ def run_complexity(args: argparse.Namespace) -> int:
     rows = complexity_table(_resolve_models(args.models, args.all), args.input)
     print(format_complexity_table(rows))
     if args.json:
-        _write_json(args.json, rows)
+        write_json(args.json, rows)
     bad = [f"{r['model']}@{r['input']}" for r in rows if r["within_tolerance"] is False]
     if bad:
         print(f"outside paper tolerance: {', '.join(bad)}", file=sys.stderr)
@@ -246,7 +241,7 @@ def run_bench(args: argparse.Namespace) -> int:
                      spin=not args.no_spin)
     print(format_bench_table(rows))
     if args.json:
-        _write_json(args.json, rows)
+        write_json(args.json, rows)
     return 0
 
 
@@ -282,8 +277,6 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
     from slimpose.deploy.runtime import (
         crops_from_images,
         list_images,
-        normalize_crops,
-        read_image,
         read_onnx_metadata,
         warp_crops,
     )
@@ -294,7 +287,8 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
         files = list_images(images_dir)
         return crops_from_images([files[i] for i in _spread(len(files), num)], size, mean=meta["mean"], std=meta["std"])
     from slimpose.config import load_config
-    from slimpose.data.sources import build_source
+    from slimpose.data.sources import build_source, read_image
+    from slimpose.data.transforms import normalize_crop
     from slimpose.keypoints import get_layout
 
     cfg = load_config(config, overrides)
@@ -305,7 +299,7 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
     for i in _spread(len(src.instances), num):
         inst = src.instances[i]
         crop = warp_crops(read_image(inst.image_path), np.asarray([inst.center]), np.asarray([inst.scale]), size)
-        out.append(normalize_crops(crop, meta["mean"], meta["std"]))
+        out.append(normalize_crop(crop, meta["mean"], meta["std"]))
     return np.concatenate(out)
 
 
@@ -335,7 +329,7 @@ def run_quantize(args: argparse.Namespace) -> int:
           f"mean error {cmp_['mean_kpt_err_px']:.2f} px, median {cmp_['median_kpt_err_px']:.2f} px, "
           f"{pck_key} agreement {100 * cmp_[pck_key]:.1f}% (thr {cmp_['pck_thr_px']:.1f} px)")
     if args.json:
-        _write_json(args.json, {"quantization": info, "comparison": cmp_})
+        write_json(args.json, {"quantization": info, "comparison": cmp_})
     return 0
 
 
@@ -356,7 +350,8 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_infer(args: argparse.Namespace) -> int:
     # Torch-free: runtime, codecs, transforms and drawing only.
-    from slimpose.deploy.runtime import OnnxPoseEstimator, read_image
+    from slimpose.data.sources import read_image
+    from slimpose.deploy.runtime import OnnxPoseEstimator
 
     est = OnnxPoseEstimator(args.onnx, threads=args.threads, decode=args.decode)
     out_dir = Path(args.out) if args.out else None

@@ -1,7 +1,7 @@
 """Torch-free pose inference with an exported ONNX model.
 
 Only numpy, OpenCV, onnxruntime and torch-free slimpose modules (keypoints, codecs,
-data.transforms) are imported: this is what a CPU or edge user deploys.
+data.transforms, data.sources) are imported: this is what a CPU or edge user deploys.
 
     est = OnnxPoseEstimator("lpn_50.onnx", threads=2)
     keypoints, scores = est(image_bgr, boxes_xywh)   # (N, K, 2) image px, (N, K)
@@ -17,7 +17,8 @@ import numpy as np
 import onnxruntime as ort
 
 from slimpose.codecs import build_codec
-from slimpose.data.transforms import box_to_center_scale, crop_to_image, get_affine_transform
+from slimpose.data.sources import read_image
+from slimpose.data.transforms import box_to_center_scale, crop_to_image, get_affine_transform, normalize_crop
 from slimpose.errors import SlimposeError
 from slimpose.keypoints import KeypointLayout
 
@@ -57,15 +58,6 @@ def _decode_metadata(raw: dict, path) -> dict:
     return meta
 
 
-def normalize_crops(crops_bgr: np.ndarray, mean, std, color_order: str = "RGB") -> np.ndarray:
-    """(N, H, W, 3) uint8 BGR crops → (N, 3, H, W) float32 normalised network input."""
-    x = crops_bgr.astype(np.float32)
-    if color_order.upper() == "RGB":
-        x = x[..., ::-1]
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
 def warp_crops(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
                input_size: tuple[int, int]) -> np.ndarray:
     """Affine crops (N, H, W, 3) uint8 of the boxes given by centre/scale (image px)."""
@@ -75,15 +67,6 @@ def warp_crops(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
         m = get_affine_transform(c, s, 0.0, (w, h))
         out[i] = cv2.warpAffine(image_bgr, m, (w, h), flags=cv2.INTER_LINEAR)
     return out
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    if not Path(path).is_file():
-        raise SlimposeError(f"{path}: image not found")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SlimposeError(f"{path}: cannot read image")
-    return image
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -116,7 +99,7 @@ def crops_from_images(paths, input_size: tuple[int, int], boxes=None, padding: f
         if not len(b):
             continue
         centers, scales = box_to_center_scale(b, w / h, padding)
-        crops.append(normalize_crops(warp_crops(image, centers, scales, (h, w)), mean, std))
+        crops.append(normalize_crop(warp_crops(image, centers, scales, (h, w)), mean, std))
     if not crops:
         return np.zeros((0, 3, h, w), dtype=np.float32)
     return np.concatenate(crops)
@@ -199,7 +182,7 @@ class OnnxPoseEstimator:
         h, w = self.input_size
         centers, scales = box_to_center_scale(boxes, w / h, self.padding)
         crops = warp_crops(image, centers, scales, self.input_size)
-        return normalize_crops(crops, self.mean, self.std, self.color_order), centers, scales
+        return normalize_crop(crops, self.mean, self.std, to_rgb=self.color_order.upper() == "RGB"), centers, scales
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run the network on (N, 3, H, W), in chunks of the model's static batch if it has one."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from slimpose.cli import write_json
 from slimpose.errors import ConfigError
 
 
@@ -47,12 +47,6 @@ def _print_metrics(metrics: dict) -> None:
         print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 
 
-def _write_json(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
-
-
 def run_eval(args: argparse.Namespace) -> int:
     if args.ann or args.results:
         if not (args.ann and args.results):
@@ -62,7 +56,7 @@ def run_eval(args: argparse.Namespace) -> int:
         metrics = evaluate_results_file(args.ann, args.results)
         _print_metrics(metrics)
         if args.out:
-            _write_json(args.out, metrics)
+            write_json(args.out, metrics)
         return 0
     if not args.checkpoint:
         raise ConfigError("give --checkpoint (or --ann with --results to score a results file)")
@@ -103,7 +97,7 @@ def _eval_checkpoint(args: argparse.Namespace) -> int:
                            out_dir=out.parent)
         if info.is_main:
             _print_metrics(metrics)
-            _write_json(out, metrics)
+            write_json(out, metrics)
             print(f"metrics written to {out}; predictions in {out.parent}")
     finally:
         shutdown_distributed(info)
