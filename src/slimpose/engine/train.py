@@ -23,7 +23,7 @@ from slimpose import __version__
 from slimpose.codecs import build_codec
 from slimpose.config import ExperimentConfig, TrainConfig, save_config
 from slimpose.data.dataset import build_dataset
-from slimpose.engine.checkpoint import load_checkpoint, load_model_weights, rng_state, save_checkpoint, set_rng_state
+from slimpose.engine.checkpoint import load_model_weights, rng_state, save_checkpoint, set_rng_state
 from slimpose.engine.distributed import DistInfo, barrier, init_distributed, reduce_mean, shutdown_distributed
 from slimpose.engine.evaluate import evaluate
 from slimpose.errors import ConfigError, SlimposeError
@@ -217,8 +217,10 @@ class Trainer:
 
     def _out_of_time(self) -> bool:
         budget = self.cfg.train.max_minutes
+        if budget <= 0:  # the same config on every rank, so no collective is needed
+            return False
         # Every rank must stop at the same iteration; rank 0's clock decides.
-        over = torch.tensor(float(budget > 0 and time.perf_counter() - self._fit_start > 60 * budget))
+        over = torch.tensor(float(time.perf_counter() - self._fit_start > 60 * budget))
         if self.info.distributed:
             torch.distributed.broadcast(over, 0)
         return bool(over.item())
