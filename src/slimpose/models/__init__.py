@@ -1,6 +1,9 @@
 """Pose networks, one file per family, each variant registered by name."""
 
 from slimpose.models.registry import (
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STD_RGB,
+    ModelInfo,
     ModelEntry,
     PaperFigures,
     build_model,
@@ -9,4 +12,4 @@ from slimpose.models.registry import (
     register_model,
 )
 
-__all__ = ["ModelEntry", "PaperFigures", "build_model", "get_model_entry", "list_models", "register_model"]
+__all__ = ["IMAGENET_MEAN_RGB", "IMAGENET_STD_RGB", "ModelInfo", "ModelEntry", "PaperFigures", "build_model", "get_model_entry", "list_models", "register_model"]

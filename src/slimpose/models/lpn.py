@@ -140,7 +140,7 @@ def _lpn(depth: int, use_gc: bool, num_joints: int, **kw) -> LPN:
     return LPN(depth, num_joints, use_gc=use_gc, **kw)
 
 
-@register_model("lpn_50", output_kind="heatmap", paper=[
+@register_model("lpn_50", output_kind="heatmap", decode="softargmax", paper=[
     PaperFigures(2.91, 1.068, note=_GC_NOTE),
     PaperFigures(2.91, 1.423, input_size=(256, 256), num_joints=16,
                  note="256x256, MPII 16 joints (not in the paper; SPEC/brief figure ~1.42, computed 1.423)"),
@@ -150,31 +150,31 @@ def lpn_50(num_joints: int = 17, input_size=(256, 192), **kw) -> LPN:
     return _lpn(50, True, num_joints, **kw)
 
 
-@register_model("lpn_101", output_kind="heatmap", paper=[PaperFigures(5.35, 1.504, note=_GC_NOTE)])
+@register_model("lpn_101", output_kind="heatmap", decode="softargmax", paper=[PaperFigures(5.35, 1.504, note=_GC_NOTE)])
 def lpn_101(num_joints: int = 17, input_size=(256, 192), **kw) -> LPN:
     """LPN-101: lightweight bottlenecks [3,4,23,3] with GC blocks."""
     return _lpn(101, True, num_joints, **kw)
 
 
-@register_model("lpn_152", output_kind="heatmap", paper=[PaperFigures(7.38, 1.943, note=_GC_NOTE)])
+@register_model("lpn_152", output_kind="heatmap", decode="softargmax", paper=[PaperFigures(7.38, 1.943, note=_GC_NOTE)])
 def lpn_152(num_joints: int = 17, input_size=(256, 192), **kw) -> LPN:
     """LPN-152: lightweight bottlenecks [3,8,36,3] with GC blocks."""
     return _lpn(152, True, num_joints, **kw)
 
 
-@register_model("lpn_50_nogc", output_kind="heatmap", paper=[PaperFigures(2.73, 1.066, note=_NOGC_NOTE)])
+@register_model("lpn_50_nogc", output_kind="heatmap", decode="softargmax", paper=[PaperFigures(2.73, 1.066, note=_NOGC_NOTE)])
 def lpn_50_nogc(num_joints: int = 17, input_size=(256, 192), **kw) -> LPN:
     """LPN-50 without GC blocks (paper Table 3 ablation)."""
     return _lpn(50, False, num_joints, **kw)
 
 
-@register_model("lpn_101_nogc", output_kind="heatmap", paper=[PaperFigures(5.03, 1.502, note=_NOGC_NOTE)])
+@register_model("lpn_101_nogc", output_kind="heatmap", decode="softargmax", paper=[PaperFigures(5.03, 1.502, note=_NOGC_NOTE)])
 def lpn_101_nogc(num_joints: int = 17, input_size=(256, 192), **kw) -> LPN:
     """LPN-101 without GC blocks (paper Table 3 ablation)."""
     return _lpn(101, False, num_joints, **kw)
 
 
-@register_model("lpn_152_nogc", output_kind="heatmap", paper=[PaperFigures(6.92, 1.939, note=_NOGC_NOTE)])
+@register_model("lpn_152_nogc", output_kind="heatmap", decode="softargmax", paper=[PaperFigures(6.92, 1.939, note=_NOGC_NOTE)])
 def lpn_152_nogc(num_joints: int = 17, input_size=(256, 192), **kw) -> LPN:
     """LPN-152 without GC blocks (paper Table 3 ablation)."""
     return _lpn(152, False, num_joints, **kw)

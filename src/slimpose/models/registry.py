@@ -1,10 +1,14 @@
-"""A tiny model registry: a name maps to a factory and the paper's figures.
+"""A tiny model registry: a name maps to a factory, its metadata and the paper's figures.
 
-    @register_model("lpn_50", output_kind="heatmap", paper=[PaperFigures(2.91, 1.068)])
+    @register_model("lpn_50", output_kind="heatmap", decode="softargmax",
+                    paper=[PaperFigures(2.91, 1.068)])
     def lpn_50(num_joints=17, input_size=(256, 192), **kw): ...
 
 Every factory takes ``num_joints`` and ``input_size`` (H, W), so configs, export and the
-complexity table can build any model the same way.
+complexity table can build any model the same way. The metadata (:class:`ModelInfo`:
+default input size, output stride, normalisation, default decoding, whether the weights
+are tied to the input size) is what the data pipeline, codecs, export and the runtime
+read instead of repeating constants.
 """
 
 from __future__ import annotations
@@ -31,6 +35,33 @@ class PaperFigures:
     note: str = ""
 
 
+# ImageNet statistics in 0-255 RGB: what every model here is normalised with.
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model expects around it, beyond its weights.
+
+    ``output_stride`` is the input/heatmap size ratio (None for coordinate outputs).
+    ``input_size_tied``: the weights' shapes depend on the input size (LGM-Pose's token
+    MLPs), so a checkpoint only loads into a model built at the size it was trained at.
+    ``weight_filter`` maps a foreign state-dict key to the key it loads as, or None to
+    drop it (partial / backbone-only weights, e.g. ImageNet RepVGG into ``backbone.``).
+    """
+
+    output_kind: str = "heatmap"  # "heatmap" or "coordinate"
+    input_size: tuple[int, int] = (256, 192)
+    output_stride: int | None = 4
+    mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
+    std: tuple[float, float, float] = IMAGENET_STD_RGB
+    color_order: str = "RGB"
+    decode: str = "argmax"
+    input_size_tied: bool = False
+    weight_filter: Callable[[str], str | None] | None = None
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -40,6 +71,7 @@ class ModelEntry:
     tolerance: float = 0.02  # relative tolerance the paper figures are tested to
     description: str = ""
     defaults: dict = field(default_factory=dict)
+    info: ModelInfo = field(default_factory=ModelInfo)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -52,16 +84,24 @@ def register_model(
     paper: list[PaperFigures] | tuple[PaperFigures, ...] = (),
     tolerance: float = 0.02,
     description: str = "",
+    input_size: tuple[int, int] = (256, 192),
+    output_stride: int | None = 4,
+    decode: str = "argmax",
+    input_size_tied: bool = False,
+    weight_filter: Callable[[str], str | None] | None = None,
     **defaults,
 ):
     if output_kind not in ("heatmap", "coordinate"):
         raise ValueError(f"model {name!r}: output_kind must be 'heatmap' or 'coordinate'")
+    info = ModelInfo(output_kind=output_kind, input_size=tuple(input_size),
+                     output_stride=output_stride if output_kind == "heatmap" else None,
+                     decode=decode, input_size_tied=input_size_tied, weight_filter=weight_filter)
 
     def decorator(factory):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         doc = description or ((factory.__doc__ or "").strip().splitlines() or [""])[0]
-        _REGISTRY[name] = ModelEntry(name, factory, output_kind, tuple(paper), tolerance, doc, dict(defaults))
+        _REGISTRY[name] = ModelEntry(name, factory, output_kind, tuple(paper), tolerance, doc, dict(defaults), info)
         return factory
 
     return decorator
@@ -82,16 +122,18 @@ def list_models() -> list[str]:
 
 def build_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model. The module gets ``output_kind``, ``num_joints``,
-    ``input_size`` and ``model_name`` attributes that the engine and exporters read."""
+    ``input_size``, ``model_name`` and ``model_info`` attributes that the engine and
+    exporters read."""
     entry = get_model_entry(name)
     kw = {**entry.defaults, **kwargs}
     kw.setdefault("num_joints", 17)
-    kw["input_size"] = tuple(kw.get("input_size", (256, 192)))
+    kw["input_size"] = tuple(kw.get("input_size", entry.info.input_size))
     model = entry.factory(**kw)
     model.output_kind = entry.output_kind
     model.num_joints = kw["num_joints"]
     model.input_size = kw["input_size"]
     model.model_name = name
+    model.model_info = entry.info
     return model
 
 
