@@ -112,10 +112,14 @@ class RLELoss(nn.Module):
     likelihood (a proper NLL, whose optimal sigma is the mean absolute error, e.g.
     sigma -> b for Laplace noise of scale b). The sign of x_bar follows the paper
     (gt - mu); MMPose uses (mu - gt), which only mirrors the learnt G.
+
+    ``flow``: the model's own RealNVP (RepNet keeps it as ``model.flow``), so that it is
+    optimised, checkpointed and identical across DDP ranks with the model; without one
+    the loss makes its own (for use outside the trainer).
     """
 
     def __init__(self, use_target_weight: bool = True, size_average: bool = True, residual: bool = True,
-                 q_dis: str = "laplace"):
+                 q_dis: str = "laplace", flow: RealNVP | None = None):
         super().__init__()
         if q_dis not in ("laplace", "gaussian"):
             raise ValueError(f"q_dis must be 'laplace' or 'gaussian', got {q_dis!r}")
@@ -123,7 +127,7 @@ class RLELoss(nn.Module):
         self.size_average = size_average
         self.residual = residual
         self.q_dis = q_dis
-        self.flow_model = RealNVP()
+        self.flow_model = flow if flow is not None else RealNVP()
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None = None) -> torch.Tensor:
         n, k = target.shape[:2]

@@ -188,6 +188,30 @@ def test_coordinate_model_trains_and_evaluates_through_the_same_engine(synth, tm
     assert results and len(results[0]["keypoints"]) == 17 * 3
 
 
+def test_rle_flow_is_trained_checkpointed_and_resumed(synth, tmp_path):
+    cfg = small_config(synth, epochs=2, val_interval=0)
+    cfg["model"] = {"name": "repnet_a"}
+    cfg["data"]["input_size"] = [64, 64]
+    cfg = config_from_dict(cfg)
+    trainer = Trainer(cfg, tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items() if k.startswith("flow.")}
+    assert before
+    flow_params = {id(p) for p in trainer.model.flow.parameters()}
+    optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert flow_params <= optimised
+    assert trainer.criterion.flow_model is trainer.model.flow.module
+    trainer.fit()
+    after = {k: v for k, v in trainer.model.state_dict().items() if k.startswith("flow.")}
+    assert any(not torch.equal(before[k], after[k]) for k in before), "the flow did not train"
+    saved = load_checkpoint(tmp_path / "last.pth")["model"]
+    for k, v in after.items():
+        assert torch.equal(saved[k], v)
+    resumed = Trainer(cfg, tmp_path)
+    assert resumed.resume()
+    for k, v in after.items():
+        assert torch.equal(resumed.model.state_dict()[k], v)
+
+
 def test_export_takes_decoding_and_input_size_from_the_checkpoint(synth, tmp_path):
     cfg = small_config(synth, epochs=1)
     cfg["test"] = {"decode": "softargmax", "beta": 120.0}

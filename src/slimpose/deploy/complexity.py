@@ -17,7 +17,11 @@ GIBI = 2.0**30
 
 
 def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Parameters of the network that runs at test time (training-only parts left out)."""
+    from slimpose.models.layers import TrainingOnly
+
+    skip = {id(p) for m in model.modules() if isinstance(m, TrainingOnly) for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
 def _conv_macs(m: nn.Conv2d, out: torch.Tensor) -> int:

@@ -64,12 +64,17 @@ def build_optimizer(tc: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r} (adam or adamw)")
 
 
-def build_loss(output_kind: str, layout) -> nn.Module:
-    if output_kind == "heatmap":
+def build_loss(model: nn.Module) -> nn.Module:
+    if model.output_kind == "heatmap":
         return KeypointMSELoss(use_target_weight=True)
     from slimpose.losses import RLELoss
 
-    return RLELoss(use_target_weight=True)
+    flow = getattr(model, "flow", None)
+    if flow is None:
+        # A flow the optimiser does not see would stay at its initialisation.
+        raise ConfigError(f"model.name: {model.model_name!r} outputs coordinates but has no `flow` "
+                          f"module for the RLE loss")
+    return RLELoss(use_target_weight=True, flow=flow.module)
 
 
 def build_codec_for(cfg: ExperimentConfig, output_kind: str):
@@ -141,7 +146,7 @@ class Trainer:
                     print(f"slimpose: {split} data {ds.source.summary()}")
 
         self.model = build_model_for(cfg).to(self.info.device)
-        self.criterion = build_loss(self.output_kind, self.layout).to(self.info.device)
+        self.criterion = build_loss(self.model).to(self.info.device)
         self.optimizer = build_optimizer(tc, self.model)
         self.amp = tc.amp and self.info.device.type == "cuda"
         if tc.amp and not self.amp and self.info.is_main:

@@ -99,6 +99,22 @@ class DeconvBNAct(nn.Module):
         self.conv, self.bn = fused, nn.Identity()
 
 
+class TrainingOnly(nn.Module):
+    """Holds a module that training needs but inference does not (RLE's flow).
+
+    Its parameters are trained and checkpointed with the model; the complexity counter
+    leaves them out (papers count the network that runs at test time) and
+    re-parameterisation drops them.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
 def init_weights_normal(module: nn.Module, std: float = 0.001) -> None:
     """HRNet/LPN initialisation: convs N(0, std) with zero bias, BN weight 1 bias 0."""
     for m in module.modules():

@@ -30,8 +30,8 @@ for both variants (A deploy 7.15M / 1.35 GMACs, train 7.95M / 1.50; B deploy 11.
 
 Output contract of coordinate models: ``forward(x)`` returns (N, K, 4): columns 0:2
 the keypoint coordinates normalised to the input (x / W, y / H), columns 2:4 sigma_x,
-sigma_y after a sigmoid. The RealNVP flow of RLE lives in ``slimpose.losses.RLELoss``;
-the deployed model has no flow.
+sigma_y after a sigmoid. The RealNVP flow of RLE (``slimpose.losses.RealNVP``) is the
+model's training-only ``flow`` (left out of parameter counts); the deployed model has none.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from slimpose.models.layers import ConvBNAct, fuse_conv_bn
+from slimpose.losses import RealNVP
+from slimpose.models.layers import ConvBNAct, TrainingOnly, fuse_conv_bn
 from slimpose.models.registry import PaperFigures, register_model
 
 NUM_BLOCKS_A = (1, 2, 4, 14, 1)
@@ -186,10 +187,17 @@ class RepNet(nn.Module):
             bias = self.head.bias.view(num_joints, 4)
             bias[:, :2] = 0.5
             bias[:, 2:] = 0.0
+        # The RLE flow is trained with the model, so it lives here (as in MMPose's RLE head):
+        # the optimiser, checkpoints, resume and DDP's rank-0 broadcast all cover it. It is
+        # used only by the loss; forward never calls it, so the exported graph is flow-free.
+        self.flow = None if deploy else TrainingOnly(RealNVP())
         if deploy:  # build directly in the deployed layout (to load a deployed state dict)
             for m in list(self.neck.modules()):
                 if isinstance(m, ConvBNAct):
                     m.reparameterize()
+
+    def reparameterize(self) -> None:
+        self.flow = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pool(self.neck(self.backbone(x))).flatten(1)
