@@ -210,10 +210,102 @@ def parse_overrides(overrides: list[str] | None) -> dict:
     return tree
 
 
+# The values the engine understands for the config's named choices.
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("multistep", "cosine")
+DATASET_TYPES = ("coco", "mpii", "lsp", "synthetic", "lspet")  # the last two are aliases of coco and lsp
+
+
+def _check(ok: bool, where: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: {problem}")
+
+
+def _check_choice(value: str, known, where: str) -> None:
+    _check(value in known, where, f"unknown value {value!r}; known: {', '.join(known)}")
+
+
+def _check_probability(value: float, where: str) -> None:
+    _check(0.0 <= value <= 1.0, where, f"must lie in [0, 1], got {value}")
+
+
+def _check_dataset(ds: DatasetConfig, where: str) -> None:
+    _check_choice(ds.type.lower(), DATASET_TYPES, f"{where}.type")
+    _check_probability(ds.det_score_thr, f"{where}.det_score_thr")
+    for name in ("first", "last", "limit"):
+        value = getattr(ds, name)
+        _check(value is None or value >= 1, f"{where}.{name}", f"must be at least 1, got {value}")
+    if ds.first is not None and ds.last is not None:
+        _check(ds.first <= ds.last, f"{where}.last", f"{ds.last} comes before first={ds.first}")
+
+
+def _check_data(data: DataConfig, model_name: str) -> None:
+    from slimpose.keypoints import list_layouts
+    from slimpose.models import get_model_entry
+
+    _check_choice(data.layout, list_layouts(), "data.layout")
+    h, w = data.input_size
+    _check(h > 0 and w > 0, "data.input_size", f"must be positive (H, W), got {[h, w]}")
+    stride = get_model_entry(model_name).info.output_stride
+    _check(stride is None or (h % stride == 0 and w % stride == 0), "data.input_size",
+           f"{[h, w]} is not divisible by {stride}, the output stride of {model_name}")
+    _check(data.heatmap_sigma > 0, "data.heatmap_sigma", f"must be positive, got {data.heatmap_sigma}")
+    _check(data.batch_size >= 1, "data.batch_size", f"must be at least 1, got {data.batch_size}")
+    _check(data.val_batch_size >= 1, "data.val_batch_size", f"must be at least 1, got {data.val_batch_size}")
+    _check(data.workers >= 0, "data.workers", f"must be 0 or more, got {data.workers}")
+    _check_dataset(data.train, "data.train")
+    _check_dataset(data.val, "data.val")
+    aug = data.augment
+    for name in ("flip_prob", "half_body_prob", "rotation_prob", "shift_prob"):
+        _check_probability(getattr(aug, name), f"data.augment.{name}")
+    lo, hi = aug.scale_range
+    _check(0 < lo <= hi, "data.augment.scale_range", f"must be [low, high] with 0 < low <= high, got {[lo, hi]}")
+    _check(aug.rotation >= 0, "data.augment.rotation", f"must be 0 or more degrees, got {aug.rotation}")
+    _check(aug.shift_factor >= 0, "data.augment.shift_factor", f"must be 0 or more, got {aug.shift_factor}")
+    _check(aug.half_body_min_keypoints >= 0, "data.augment.half_body_min_keypoints",
+           f"must be 0 or more, got {aug.half_body_min_keypoints}")
+
+
+def _check_train(tc: TrainConfig) -> None:
+    _check(tc.epochs >= 1, "train.epochs", f"must be at least 1, got {tc.epochs}")
+    _check_choice(tc.optimizer, OPTIMIZERS, "train.optimizer")
+    _check(tc.lr > 0, "train.lr", f"must be positive, got {tc.lr}")
+    _check(tc.weight_decay >= 0, "train.weight_decay", f"must be 0 or more, got {tc.weight_decay}")
+    _check_choice(tc.schedule, SCHEDULES, "train.schedule")
+    steps = list(tc.milestones)
+    _check(all(m >= 1 for m in steps) and all(a < b for a, b in zip(steps, steps[1:])), "train.milestones",
+           f"must be increasing epochs >= 1, got {steps}")
+    _check(tc.gamma > 0, "train.gamma", f"must be positive, got {tc.gamma}")
+    _check(tc.warmup_iters >= 0, "train.warmup_iters", f"must be 0 or more, got {tc.warmup_iters}")
+    _check_probability(tc.warmup_factor, "train.warmup_factor")
+    _check(0 <= tc.min_lr <= tc.lr, "train.min_lr", f"must lie in [0, train.lr={tc.lr}], got {tc.min_lr}")
+    _check(tc.stages >= 1, "train.stages", f"must be at least 1, got {tc.stages}")
+    _check(tc.stages == 1 or 0 <= tc.restart_epoch < tc.epochs, "train.restart_epoch",
+           f"must lie in [0, {tc.epochs}) for an iterative schedule, got {tc.restart_epoch}")
+    for name in ("clip_grad", "val_interval", "max_iters_per_epoch", "max_minutes"):
+        value = getattr(tc, name)
+        _check(value >= 0, f"train.{name}", f"must be 0 or more, got {value}")
+    _check(tc.log_interval >= 1, "train.log_interval", f"must be at least 1, got {tc.log_interval}")
+
+
+def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check every field's domain, so a bad value fails when the config loads, with its
+    name, rather than as a traceback deep in training."""
+    from slimpose.codecs.heatmap import DECODE_METHODS
+    from slimpose.models import list_models
+
+    _check_choice(cfg.model.name, list_models(), "model.name")
+    _check_data(cfg.data, cfg.model.name)
+    _check_train(cfg.train)
+    _check_choice(cfg.test.decode, DECODE_METHODS, "test.decode")
+    _check(cfg.test.beta > 0, "test.beta", f"must be positive, got {cfg.test.beta}")
+    return cfg
+
+
 def config_from_dict(data: dict, overrides: list[str] | None = None, source: str = "config") -> ExperimentConfig:
     merged = _merge(data, parse_overrides(overrides))
     try:
-        return _build(ExperimentConfig, merged, "")
+        return validate_config(_build(ExperimentConfig, merged, ""))
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 

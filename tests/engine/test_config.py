@@ -40,3 +40,42 @@ def test_missing_and_broken_files(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.name=lpn50", r"model.name: unknown value 'lpn50'; known: .*lpn_50"),
+    ("data.layout=coco18", r"data.layout: unknown value 'coco18'; known: coco, lsp, mpii"),
+    ("data.input_size=[0,192]", r"data.input_size: must be positive"),
+    ("data.input_size=[250,192]", r"data.input_size: \[250, 192\] is not divisible by 4, the output stride of tinypose"),
+    ("data.batch_size=0", r"data.batch_size: must be at least 1, got 0"),
+    ("data.val_batch_size=-2", r"data.val_batch_size: must be at least 1"),
+    ("data.workers=-1", r"data.workers: must be 0 or more"),
+    ("data.heatmap_sigma=0", r"data.heatmap_sigma: must be positive"),
+    ("data.train.type=voc", r"data.train.type: unknown value 'voc'; known: coco, mpii, lsp"),
+    ("data.val.det_score_thr=1.5", r"data.val.det_score_thr: must lie in \[0, 1\]"),
+    ("data.train.first=0", r"data.train.first: must be at least 1"),
+    ("data.augment.flip_prob=1.5", r"data.augment.flip_prob: must lie in \[0, 1\], got 1.5"),
+    ("data.augment.scale_range=[1.2,0.8]", r"data.augment.scale_range: must be \[low, high\]"),
+    ("train.epochs=0", r"train.epochs: must be at least 1"),
+    ("train.optimizer=sgd", r"train.optimizer: unknown value 'sgd'; known: adam, adamw"),
+    ("train.lr=0", r"train.lr: must be positive"),
+    ("train.schedule=step", r"train.schedule: unknown value 'step'; known: multistep, cosine"),
+    ("train.milestones=[120,90]", r"train.milestones: must be increasing epochs >= 1, got \[120, 90\]"),
+    ("train.warmup_factor=2", r"train.warmup_factor: must lie in \[0, 1\]"),
+    ("train.log_interval=0", r"train.log_interval: must be at least 1"),
+    ("train.max_minutes=-1", r"train.max_minutes: must be 0 or more"),
+    ("test.decode=mean", r"test.decode: unknown value 'mean'; known: argmax, dark, softargmax"),
+    ("test.beta=0", r"test.beta: must be positive"),
+])
+def test_every_field_domain_is_checked_when_the_config_loads(override, message):
+    with pytest.raises(ConfigError, match="^config: " + message):
+        config_from_dict({}, [override])
+
+
+def test_domain_checks_also_apply_to_yaml_files(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train: {stages: 3, restart_epoch: 300, epochs: 150}\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml: train.restart_epoch: must lie in \[0, 150\)"):
+        load_config(path)
+    # Coordinate models have no heatmap stride to divide the input by.
+    assert config_from_dict({"model": {"name": "repnet_a"}, "data": {"input_size": [66, 50]}}).data.input_size == (66, 50)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import sys
 from pathlib import Path
 
 from slimpose.cli import write_json
@@ -10,19 +13,121 @@ from slimpose.errors import ConfigError
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("config", nargs="?", help="experiment YAML (see configs/); not needed with --resume WORK_DIR")
     p.add_argument("--work-dir", help="where checkpoints and logs go (default: work_dirs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue from WORK_DIR/last.pth")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="WORK_DIR",
+                   help="continue the run in WORK_DIR (or --work-dir) from its last.pth with its saved config")
+    p.add_argument("--override-saved-config", action="store_true",
+                   help="with --resume: apply a CONFIG or --set that differs from the saved run "
+                        "(the previous config.yaml is kept beside the new one)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a work dir that already holds one (its checkpoints and logs are removed)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields, e.g. train.lr=5e-4")
+
+
+def resume_command(work_dir: Path) -> str:
+    return f"slimpose train --resume {shlex.quote(str(work_dir))}"
+
+
+def _is_main_process() -> bool:
+    # Under torchrun every process runs the command; only rank 0 touches the run folder.
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _train_work_dir(args: argparse.Namespace) -> Path:
+    if isinstance(args.resume, str):
+        if Path(args.resume).suffix in (".yaml", ".yml"):
+            raise ConfigError(f"--resume {args.resume}: give the run's folder, not a config "
+                              f"(slimpose train CONFIG --work-dir W --resume, or slimpose train --resume W)")
+        if args.work_dir and Path(args.work_dir) != Path(args.resume):
+            raise ConfigError(f"--resume {args.resume} and --work-dir {args.work_dir} name different folders")
+        return Path(args.resume)
+    if args.work_dir:
+        return Path(args.work_dir)
+    if not args.config:
+        raise ConfigError("give an experiment CONFIG, or --resume WORK_DIR to continue a run")
+    return Path("work_dirs") / Path(args.config).stem
+
+
+def _saved_config(work_dir: Path, checkpoint: dict | None):
+    """The run's config: its config.yaml, else the one stored in last.pth, else None."""
+    from slimpose.config import config_from_dict, load_config
+
+    if (work_dir / "config.yaml").is_file():
+        return load_config(work_dir / "config.yaml")
+    if checkpoint and isinstance(checkpoint.get("config"), dict):
+        return config_from_dict(checkpoint["config"], source=f"{work_dir / 'last.pth'} (stored config)")
+    return None
+
+
+def _resume_config(args: argparse.Namespace, work_dir: Path, checkpoint: dict | None):
+    """The config a resumed run continues with: the saved one, unless a differing CONFIG
+    or --set is given with --override-saved-config."""
+    from slimpose.config import config_from_dict, load_config
+    from slimpose.engine.rundir import config_differences, describe_differences, keep_previous_config
+
+    saved = _saved_config(work_dir, checkpoint)
+    if saved is None:
+        if not args.config:
+            raise ConfigError(f"{work_dir}: no run to resume (no config.yaml or last.pth there)")
+        print(f"slimpose: nothing to resume in {work_dir}; starting a new run")
+        return load_config(args.config, args.set)
+    if args.config:
+        given = load_config(args.config, args.set)
+    elif args.set:
+        given = config_from_dict(saved.to_dict(), args.set, source="--set")
+    else:
+        return saved
+    diffs = config_differences(saved.to_dict(), given.to_dict())
+    if not diffs:
+        return saved
+    if not args.override_saved_config:
+        raise ConfigError(f"{work_dir}: the given config differs from the saved run: {describe_differences(diffs)}. "
+                          f"Resume as saved with `{resume_command(work_dir)}`, or add --override-saved-config "
+                          f"to apply the change")
+    epoch = checkpoint["epoch"] if checkpoint else 0
+    kept = None
+    if _is_main_process() and (work_dir / "config.yaml").is_file():
+        kept = keep_previous_config(work_dir, epoch)
+    print(f"slimpose: --override-saved-config: the resumed run changes {describe_differences(diffs)}"
+          + (f"; the previous config is kept as {kept}" if kept else ""))
+    return given
+
+
+def _finished(cfg, checkpoint: dict | None) -> bool:
+    if checkpoint is None:
+        return False
+    return checkpoint["stage"] >= cfg.train.stages - 1 and checkpoint["epoch"] >= cfg.train.epochs
 
 
 def run_train(args: argparse.Namespace) -> int:
     from slimpose.config import load_config
+    from slimpose.engine.checkpoint import load_checkpoint
+    from slimpose.engine.rundir import claim_work_dir
     from slimpose.engine.train import train
 
-    cfg = load_config(args.config, args.set)
-    work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.config).stem)
-    summary = train(cfg, work_dir, resume=args.resume)
+    work_dir = _train_work_dir(args)
+    resuming = args.resume is not False
+    if resuming:
+        last = work_dir / "last.pth"
+        checkpoint = load_checkpoint(last) if last.is_file() else None
+        cfg = _resume_config(args, work_dir, checkpoint)
+        if _finished(cfg, checkpoint):
+            print(f"{work_dir}: the run is finished (epoch {checkpoint['epoch']}/{cfg.train.epochs}); nothing to do. "
+                  f"To train longer, resume with --set train.epochs=N --override-saved-config")
+            return 0
+    else:
+        if not args.config:
+            raise ConfigError("give an experiment CONFIG, or --resume WORK_DIR to continue a run")
+        cfg = load_config(args.config, args.set)
+        if _is_main_process():
+            claim_work_dir(work_dir, args.overwrite, resume_command(work_dir))
+    try:
+        summary = train(cfg, work_dir, resume=resuming)
+    except KeyboardInterrupt:
+        print(f"\nslimpose train: interrupted; the last finished epoch is in {work_dir / 'last.pth'}. "
+              f"Continue with:\n  {resume_command(work_dir)}", file=sys.stderr)
+        return 130
     if summary.get("best") is not None:
         print(f"best {summary['main_metric']} = {summary['best']:.4f} at epoch {summary['best_epoch']}; "
               f"checkpoints in {work_dir}")
@@ -35,10 +140,18 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", action="store_true", help="turn the flip test off")
     p.add_argument("--boxes", help="COCO person-detection results JSON to use instead of ground-truth boxes")
     p.add_argument("--decode", choices=["argmax", "dark", "softargmax"], help="heatmap decoding")
-    p.add_argument("--out", help="write the metrics here as JSON (predictions go beside it)")
+    p.add_argument("--out", help="write the metrics here as JSON, predictions beside it "
+                                 "(default: ./eval_<run>_<checkpoint>/metrics.json)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields")
     p.add_argument("--ann", help="COCO keypoint annotation JSON (with --results: score a results file, no model)")
     p.add_argument("--results", help="COCO keypoint results JSON to score against --ann")
+
+
+def default_eval_dir(checkpoint: str | Path) -> Path:
+    """./eval_<run folder>_<checkpoint stem>: in the current directory, so evaluating
+    never writes into a training run's folder."""
+    path = Path(checkpoint).resolve()
+    return Path(f"eval_{path.parent.name}_{path.stem}")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -91,7 +204,7 @@ def _eval_checkpoint(args: argparse.Namespace) -> int:
         load_model_weights(model, ckpt)
         codec = build_codec_for(cfg, model.output_kind)
         dataset = build_dataset(cfg, "val", codec)
-        out = Path(args.out) if args.out else Path(args.checkpoint).with_name("eval_metrics.json")
+        out = Path(args.out) if args.out else default_eval_dir(args.checkpoint) / "metrics.json"
         metrics = evaluate(model, dataset, codec, flip=cfg.test.flip and not args.no_flip,
                            batch_size=cfg.data.val_batch_size, workers=cfg.data.workers, info=info,
                            out_dir=out.parent)

@@ -26,6 +26,7 @@ from slimpose.data.dataset import build_dataset
 from slimpose.engine.checkpoint import load_model_weights, rng_state, save_checkpoint, set_rng_state
 from slimpose.engine.distributed import DistInfo, barrier, init_distributed, reduce_mean, shutdown_distributed
 from slimpose.engine.evaluate import evaluate
+from slimpose.engine.progress import EpochReport
 from slimpose.errors import ConfigError, SlimposeError
 from slimpose.keypoints import get_layout
 from slimpose.losses import KeypointMSELoss
@@ -296,6 +297,7 @@ class Trainer:
             save_config(self.cfg, self.work_dir / "config.yaml")
         last_metrics: dict = {}
         self._fit_start = time.perf_counter()
+        report = EpochReport(tc, self.main_metric)
         stopped = False
         while s.stage < tc.stages and not stopped:
             if s.epoch >= tc.epochs:  # this stage finished before a resume
@@ -328,8 +330,7 @@ class Trainer:
             self._save(*names)
             self._log(record)
             if self.info.is_main:
-                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
-                print("slimpose: " + json.dumps(shown), flush=True)
+                print(report.line(record, s.stage, s.epoch), flush=True)
         summary = {"best": s.best if s.best > -math.inf else None, "best_epoch": s.best_epoch,
                    "stopped_by_time_budget": stopped, "minutes": round((time.perf_counter() - self._fit_start) / 60, 2),
                    "main_metric": self.main_metric, "metrics": last_metrics, "work_dir": str(self.work_dir)}
