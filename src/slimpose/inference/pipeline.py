@@ -1,0 +1,198 @@
+"""From a photo or a video frame to people: detector → pose model → (tracking, smoothing).
+
+numpy + OpenCV + onnxruntime only::
+
+    from slimpose.inference.pipeline import PoseTracker
+    from slimpose.inference.detectors import OnnxDetector
+
+    tracker = PoseTracker("tinypose.onnx", OnnxDetector("yolox_nano_416x416.onnx"))
+    people = tracker.estimate(cv2.imread("photo.jpg"))   # one photo, no tracking state
+    for frame in frames:                                  # a video: ids, smoothing
+        for person in tracker(frame):
+            person.track_id, person.box, person.keypoints, person.keypoint_scores
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from slimpose.errors import SlimposeError
+from slimpose.inference.detectors import WholeImageDetector, clip_boxes
+from slimpose.inference.tracking import OneEuroFilter, PoseTracks, box_iou, keypoint_box
+from slimpose.metrics.coco import oks_nms
+
+# COCO's rescoring (SPEC section 2): keypoints above this count towards a person's score.
+RESCORE_KPT_THR = 0.2
+
+
+@dataclass
+class Person:
+    box: np.ndarray  # (4,) xyxy image pixels: the box the pose was estimated in
+    score: float  # box score x mean of the keypoint scores above 0.2
+    keypoints: np.ndarray  # (K, 2) image pixels
+    keypoint_scores: np.ndarray  # (K,)
+    track_id: int | None = None
+
+    @property
+    def box_xywh(self) -> list[float]:
+        x1, y1, x2, y2 = (float(v) for v in self.box)
+        return [x1, y1, x2 - x1, y2 - y1]
+
+
+def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
+    confident = keypoint_scores > RESCORE_KPT_THR
+    n = confident.sum(axis=1)
+    mean = np.where(n > 0, np.where(confident, keypoint_scores, 0).sum(axis=1) / np.maximum(n, 1), 0.0)
+    return box_scores * mean
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+
+
+class PoseTracker:
+    """People in photos and video frames from a pose model and a person detector.
+
+    ``pose_model``: an :class:`~slimpose.deploy.runtime.OnnxPoseEstimator` or the path of
+    an exported ONNX file. ``detector``: any ``(image, image_id) -> (boxes xyxy, scores)``
+    (see :mod:`slimpose.inference.detectors`); None = the whole image.
+
+    ``estimate(image)`` handles one photo and keeps no state. Calling the tracker on
+    consecutive frames tracks people: each person's next box comes from their keypoints,
+    the detector runs every ``det_every`` frames or when someone is lost, ids are kept by
+    box IoU / keypoint similarity, and with ``smooth`` the keypoints go through a One-Euro
+    filter (``min_cutoff`` Hz, ``beta`` per person height per second).
+    ``refine`` (default: on with the whole-image detector) re-runs the pose on the box of
+    its own confident keypoints, so a person who does not fill the frame is cropped right.
+    """
+
+    def __init__(self, pose_model, detector=None, *, flip: bool = False, det_every: int = 1,
+                 refine: bool | None = None, smooth: bool = False, min_cutoff: float = 1.0, beta: float = 5.0,
+                 kpt_thr: float = 0.3, oks_nms_thr: float = 0.9, threads: int | None = None):
+        if isinstance(pose_model, (str, Path)):
+            from slimpose.deploy.runtime import OnnxPoseEstimator
+
+            pose_model = OnnxPoseEstimator(pose_model, threads=threads)
+        if det_every < 1:
+            raise SlimposeError(f"det_every must be >= 1, got {det_every}")
+        self.pose = pose_model
+        self.detector = detector if detector is not None else WholeImageDetector()
+        self.refine = isinstance(self.detector, WholeImageDetector) if refine is None else bool(refine)
+        self.flip, self.det_every, self.smooth = flip, int(det_every), smooth
+        self.new_filter = partial(OneEuroFilter, min_cutoff, beta)
+        self.new_filter()  # bad parameters fail here, not at the first tracked frame
+        self.kpt_thr, self.oks_nms_thr = kpt_thr, oks_nms_thr
+        self.sigmas = self.pose.layout.sigmas_array()
+        self.tracks = PoseTracks(self.sigmas, kpt_thr=kpt_thr)
+        self.frame_index = 0
+        self.lost = False
+        self.timings = {"detector": 0.0, "pose": 0.0}
+        self.detector_calls = 0
+
+    # ------------------------------------------------------------------ steps
+    def detect(self, image: np.ndarray, image_id=None) -> tuple[np.ndarray, np.ndarray]:
+        t = time.perf_counter()
+        boxes, scores = self.detector(image, image_id)
+        self.timings["detector"] += time.perf_counter() - t
+        self.detector_calls += 1
+        return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
+
+    def run_pose(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = time.perf_counter()
+        kpts, scores = self.pose(image, xyxy_to_xywh(boxes_xyxy), flip=self.flip)
+        self.timings["pose"] += time.perf_counter() - t
+        return kpts, scores
+
+    def refined(self, image, boxes, kpts, scores):
+        """Boxes of the confident keypoints (where there are enough) and the poses in them."""
+        better = [keypoint_box(k, s, self.kpt_thr) for k, s in zip(kpts, scores)]
+        idx = [i for i, b in enumerate(better) if b is not None]
+        if not idx:
+            return boxes, kpts, scores
+        new_boxes = boxes.copy()
+        new_boxes[idx] = np.asarray([better[i] for i in idx], np.float32)
+        new_boxes[idx] = clip_boxes(new_boxes[idx], image.shape)
+        k2, s2 = self.run_pose(image, new_boxes[idx])
+        kpts, scores = kpts.copy(), scores.copy()
+        kpts[idx], scores[idx] = k2, s2
+        return new_boxes, kpts, scores
+
+    def people_in(self, image, boxes, box_scores, refine: bool) -> list[Person]:
+        """Poses in the given boxes, rescored, duplicates removed by OKS-NMS, best first."""
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, box_scores = boxes[valid], box_scores[valid]
+        if not len(boxes):
+            return []
+        kpts, scores = self.run_pose(image, boxes)
+        if refine:
+            boxes, kpts, scores = self.refined(image, boxes, kpts, scores)
+        rescored = person_scores(box_scores, scores)
+        areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+        keep = oks_nms(np.concatenate([kpts, scores[..., None]], axis=2), rescored, areas, self.sigmas,
+                       thr=self.oks_nms_thr)
+        return [Person(boxes[i], float(rescored[i]), kpts[i], scores[i]) for i in keep]
+
+    # ------------------------------------------------------------------ photos
+    def estimate(self, image: np.ndarray, image_id=None) -> list[Person]:
+        """People in one photo (no tracking state is read or changed)."""
+        boxes, box_scores = self.detect(image, image_id)
+        return self.people_in(image, boxes, box_scores, self.refine)
+
+    # ------------------------------------------------------------------ video
+    def reset(self) -> None:
+        """Forget the tracks (a new video)."""
+        self.tracks.reset()
+        self.frame_index, self.lost = 0, False
+
+    def __call__(self, frame: np.ndarray, timestamp: float | None = None, image_id=None) -> list[Person]:
+        """People in the next video frame, with track ids. ``timestamp`` in seconds
+        (default: the frame number at 30 fps) paces the smoothing."""
+        t = self.frame_index / 30.0 if timestamp is None else float(timestamp)
+        tracked = self.tracks.tracks
+        due = self.lost or not tracked or self.frame_index % self.det_every == 0
+        track_boxes = np.asarray([tr.box for tr in tracked], np.float32).reshape(-1, 4)
+        track_scores = np.asarray([tr.score for tr in tracked], np.float32)
+        people = []
+        if due:
+            boxes, box_scores = self.detect(frame, image_id)
+            people = self.people_in(frame, boxes, box_scores, self.refine)
+            # People the detector missed this time stay tracked through their own boxes.
+            covered = box_iou(track_boxes, boxes).max(axis=1) >= 0.5 if len(boxes) else np.zeros(len(tracked), bool)
+            track_boxes, track_scores = track_boxes[~covered], track_scores[~covered]
+        people += self.people_in(frame, clip_boxes(track_boxes, frame.shape), track_scores, refine=False)
+        people = self._deduplicate(people)
+        before = len(tracked)
+        people = [p for p in people if keypoint_box(p.keypoints, p.keypoint_scores, self.kpt_thr) is not None]
+        k = self.pose.layout.num_keypoints
+        tracks = self.tracks.update(np.asarray([p.keypoints for p in people]).reshape(-1, k, 2),
+                                    np.asarray([p.keypoint_scores for p in people]).reshape(-1, k),
+                                    self._next_boxes(people, frame.shape),
+                                    np.asarray([p.score for p in people], np.float32))
+        self.lost = len(tracks) < before or not tracks
+        for person, track in zip(people, tracks):
+            person.track_id = track.id
+            if self.smooth:
+                if track.filter is None:
+                    track.filter = self.new_filter()
+                height = float(person.box[3] - person.box[1])
+                person.keypoints = track.filter(person.keypoints, t, scale=height).astype(np.float32)
+        self.frame_index += 1
+        return sorted(people, key=lambda p: p.track_id)
+
+    def _deduplicate(self, people: list[Person]) -> list[Person]:
+        if len(people) < 2:
+            return people
+        kpts = np.asarray([np.concatenate([p.keypoints, p.keypoint_scores[:, None]], axis=1) for p in people])
+        areas = np.asarray([np.prod(p.box[2:] - p.box[:2]) for p in people])
+        keep = oks_nms(kpts, np.asarray([p.score for p in people]), areas, self.sigmas, thr=self.oks_nms_thr)
+        return [people[i] for i in keep]
+
+    def _next_boxes(self, people: list[Person], shape) -> np.ndarray:
+        boxes = [keypoint_box(p.keypoints, p.keypoint_scores, self.kpt_thr) for p in people]
+        return clip_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), shape)
+

@@ -1,0 +1,111 @@
+"""Video: a real LSPET person moving across the frame, written with OpenCV's writer and
+read back; tracking keeps one id, follows the person with pose-guided boxes (detector
+every N frames), and smoothing lowers jitter within a stated lag.
+
+The pose model here is an oracle that finds the pasted image in the frame (template
+matching) and returns its true LSP joints plus 1.5 px of noise, but only for joints
+inside the crop that the box it is given defines: a box that stops following the
+person loses joints, as a real model would. What is tested is the tracker, not a network.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import LSPET, need
+from slimpose.data.transforms import box_to_center_scale
+from slimpose.inference.pipeline import PoseTracker
+from slimpose.keypoints import get_layout
+
+IMAGE = 12  # im00012: all 14 joints labelled, person ~160 px tall
+FRAMES, STEP, FPS = 40, 4, 30.0  # 4 px per frame = 120 px/s
+CANVAS_HW = (260, 420)
+ORIGIN = np.array([10.0, 20.0])
+NOISE_PX = 1.5
+LAG_BOUND_PX = 4.0  # tests/inference/test_tracking.py states the same bound
+
+
+class OracleEstimator:
+    layout = get_layout("lsp")
+    input_size = (64, 48)
+
+    def __init__(self, template: np.ndarray, joints: np.ndarray, seed: int = 0):
+        self.template, self.joints = template, joints
+        self.rng = np.random.default_rng(seed)
+
+    def offset(self, image: np.ndarray) -> np.ndarray:
+        score = cv2.matchTemplate(image, self.template, cv2.TM_SQDIFF)
+        y, x = np.unravel_index(int(np.argmin(score)), score.shape)
+        return np.array([x, y], float)
+
+    def __call__(self, image, boxes_xywh, flip=False):
+        truth = self.joints + self.offset(image)
+        kpts, scores = [], []
+        for box in np.asarray(boxes_xywh, float).reshape(-1, 4):
+            center, scale = box_to_center_scale(box, self.input_size[1] / self.input_size[0], 1.25)
+            inside = (np.abs(truth - center) <= scale / 2).all(axis=1)
+            noisy = truth + self.rng.normal(0, NOISE_PX, truth.shape)
+            kpts.append(np.where(inside[:, None], noisy, center))
+            scores.append(np.where(inside, 0.9, 0.05))
+        return np.asarray(kpts, np.float32), np.asarray(scores, np.float32)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    from slimpose.data.sources import read_mat
+
+    joints = read_mat(need(LSPET / "joints.mat"), "joints")["joints"][:, :2, IMAGE - 1].astype(float)
+    template = cv2.imread(str(LSPET / "images" / f"im{IMAGE:05d}.jpg"))
+    path = tmp_path_factory.mktemp("video") / "walk.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (CANVAS_HW[1], CANVAS_HW[0]))
+    truth = []
+    for f in range(FRAMES):
+        frame = np.full((*CANVAS_HW, 3), 70, np.uint8)
+        x, y = (ORIGIN + [STEP * f, 0]).astype(int)
+        frame[y:y + template.shape[0], x:x + template.shape[1]] = template
+        writer.write(frame)
+        truth.append(joints + [x, y])
+    writer.release()
+    return path, template, joints, np.asarray(truth)
+
+
+def run(video, **options) -> tuple[list, PoseTracker]:
+    path, template, joints, _ = video
+    tracker = PoseTracker(OracleEstimator(template, joints), None, **options)
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    for f in range(FRAMES):
+        ok, frame = cap.read()
+        assert ok, f"frame {f} not read back"
+        frames.append(tracker(frame, timestamp=f / FPS))
+    cap.release()
+    return frames, tracker
+
+
+def keypoints_of(frames) -> np.ndarray:
+    assert all(len(people) == 1 for people in frames), [len(p) for p in frames]
+    return np.asarray([people[0].keypoints for people in frames], float)
+
+
+def test_tracking_keeps_one_id_and_follows_the_person(video):
+    truth = video[3]
+    reference, ref_tracker = run(video, det_every=1)
+    tracked, tracker = run(video, det_every=10)
+    assert {p.track_id for people in tracked for p in people} == {0}
+    assert tracker.detector_calls == FRAMES // 10 and ref_tracker.detector_calls == FRAMES
+    ref_k, k = keypoints_of(reference), keypoints_of(tracked)
+    assert np.linalg.norm(k - truth, axis=2).mean() < 3 * NOISE_PX
+    assert np.linalg.norm(k - ref_k, axis=2).mean() < 4 * NOISE_PX
+    assert all(people[0].keypoint_scores.min() > 0.5 for people in tracked), "a joint fell outside the tracked crop"
+
+
+def test_smoothing_lowers_jitter_within_the_lag_bound(video):
+    truth = video[3]
+    raw = keypoints_of(run(video, det_every=10)[0])
+    smooth = keypoints_of(run(video, det_every=10, smooth=True)[0])
+    jitter = lambda k: np.diff(k[10:], 2, axis=0).std()  # noqa: E731  (truth moves at constant speed)
+    assert jitter(smooth) < 0.6 * jitter(raw), (jitter(smooth), jitter(raw))
+    lag = (truth[15:, :, 0] - smooth[15:, :, 0]).mean()
+    assert 0 <= lag < LAG_BOUND_PX, lag
