@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("slimpose.engine.quickstart", "generate synthetic data, train a small model, evaluate, draw"),
     "train": ("slimpose.engine.commands", "train a model from a YAML config"),
     "eval": ("slimpose.engine.commands", "evaluate a checkpoint, or score a COCO results file"),
+    "plot": ("slimpose.engine.plot", "training curves of a run, or accuracy against latency (matplotlib)"),
     "data": ("slimpose.data.commands", "synthetic data generation and augmented-crop pictures"),
     "models": ("slimpose.deploy.commands", "list registered models"),
     "complexity": ("slimpose.deploy.commands", "params and GMACs of models beside the papers' figures"),

@@ -1,0 +1,169 @@
+"""``slimpose plot``: a run's training curves, or accuracy against latency of models.
+
+Needs matplotlib (the ``plot`` extra); nothing else in slimpose does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from slimpose.errors import DataError, SlimposeError
+
+# Accuracy keys a trade-off row may carry, in the order they are looked for.
+ACCURACY_KEYS = ("val_pck", "AP", "PCK", "PCKh")
+# The validation metrics a run's picture shows when it has more than MAX_CURVES.
+MAIN_METRICS = ("AP", "AP50", "AR", "PCK", "PCK@0.1", "PCKh", "PCKh@0.1")
+MAX_CURVES = 4
+
+
+def add_plot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", nargs="?", help="training run folder (reads its log.jsonl)")
+    p.add_argument("--tradeoff", metavar="ROWS.json",
+                   help="instead: accuracy against latency from a JSON list of {name, val_pck or AP, latency_ms}")
+    p.add_argument("--metric", help="with --tradeoff: the accuracy key (default: the first of "
+                                    + ", ".join(ACCURACY_KEYS) + " that every row has)")
+    p.add_argument("--out", help="PNG to write (default: ./<run>_curves.png, or ./tradeoff.png)")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise SlimposeError("plotting needs matplotlib: pip install matplotlib "
+                            "(or pip install -e '.[plot]')") from None
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DataError(path, "file", "not found (give a training run folder, which holds log.jsonl)")
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"line {n}", f"not a JSON record ({e.msg})") from None
+        if not isinstance(record, dict) or "loss" not in record or "lr" not in record:
+            raise DataError(path, f"line {n}", "expected an epoch record with loss and lr")
+        records.append(record)
+    if not records:
+        raise DataError(path, "file", "holds no epochs yet")
+    return records
+
+
+def validation_metrics(records: list[dict]) -> list[str]:
+    """The ``val/`` keys worth a curve: metrics, not timings, at most MAX_CURVES."""
+    keys = sorted({k for r in records for k, v in r.items()
+                   if k.startswith("val/") and not k.endswith("_seconds") and isinstance(v, (int, float))})
+    if len(keys) > MAX_CURVES:
+        main = [k for k in keys if k[len("val/"):] in MAIN_METRICS]
+        keys = (main or keys)[:MAX_CURVES]
+    return keys
+
+
+def plot_run(run_dir: Path, out: Path) -> Path:
+    """Loss, lr and every validation metric of a run against the epochs trained."""
+    records = read_log(run_dir / "log.jsonl")
+    # Later stages of an iterative schedule restart their epoch count; lay them end to end.
+    x = list(range(1, len(records) + 1))
+    val_keys = validation_metrics(records)
+    plt = _pyplot()
+    panels = 3 if val_keys else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8))
+    axes[0].plot(x, [r["loss"] for r in records], marker=".")
+    if all(r["loss"] > 0 for r in records):
+        axes[0].set_yscale("log")
+    axes[0].set_title("training loss")
+    axes[1].plot(x, [r["lr"] for r in records], marker=".", color="tab:orange")
+    axes[1].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    axes[1].set_title("learning rate (end of epoch)")
+    if val_keys:
+        for key in val_keys:
+            points = [(xi, r[key]) for xi, r in zip(x, records) if key in r]
+            axes[2].plot(*zip(*points), marker="o", label=key[len("val/"):])
+        axes[2].set_title("validation")
+        axes[2].legend(fontsize=7, ncol=2)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    fig.suptitle(str(run_dir))
+    return _save(plt, fig, out)
+
+
+def _tradeoff_metric(rows: list, path: Path, metric: str | None) -> str:
+    if metric:
+        return metric
+    for key in ACCURACY_KEYS:
+        if all(key in row for row in rows):
+            return key
+    raise DataError(path, "rows", f"no accuracy key that every row has; expected one of {', '.join(ACCURACY_KEYS)} "
+                                  f"(or name it with --metric)")
+
+
+def read_tradeoff_rows(path: Path, metric: str | None) -> tuple[list[dict], str]:
+    if not path.is_file():
+        raise DataError(path, "file", "not found")
+    try:
+        rows = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(path, "file", f"not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise DataError(path, "file", "expected a non-empty JSON list of {name, val_pck or AP, latency_ms} objects")
+    metric = _tradeoff_metric(rows, path, metric)
+    for i, row in enumerate(rows):
+        if not isinstance(row.get("name"), str):
+            raise DataError(path, f"[{i}].name", "missing or not a string")
+        for key in ("latency_ms", metric):
+            value = row.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise DataError(path, f"[{i}].{key}", f"expected a number, got {value!r}")
+        if row["latency_ms"] <= 0:
+            raise DataError(path, f"[{i}].latency_ms", f"must be positive, got {row['latency_ms']}")
+    return rows, metric
+
+
+def plot_tradeoff(path: Path, out: Path, metric: str | None = None) -> Path:
+    """One labelled point per model: accuracy (up) against latency (left is faster)."""
+    rows, metric = read_tradeoff_rows(path, metric)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for row in rows:
+        ax.scatter(row["latency_ms"], row[metric], s=40)
+        ax.annotate(row["name"], (row["latency_ms"], row[metric]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against latency ({path.name})")
+    ax.grid(alpha=0.3)
+    return _save(plt, fig, out)
+
+
+def _save(plt, fig, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    if args.tradeoff:
+        if args.run_dir:
+            raise SlimposeError("give a RUN_DIR or --tradeoff ROWS.json, not both")
+        path = plot_tradeoff(Path(args.tradeoff), Path(args.out or "tradeoff.png"), args.metric)
+    elif args.run_dir:
+        run_dir = Path(args.run_dir)
+        path = plot_run(run_dir, Path(args.out or f"{run_dir.resolve().name}_curves.png"))
+    else:
+        raise SlimposeError("give a training run folder (slimpose plot RUN_DIR) or --tradeoff ROWS.json")
+    print(f"wrote {path}")
+    return 0
