@@ -187,26 +187,6 @@ def test_runtime_end_to_end_is_torch_free(exported, tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_infer_cli_is_torch_free_and_draws(exported, tmp_path):
-    img_path = tmp_path / "a.png"
-    cv2.imwrite(str(img_path), _synthetic_image(11))
-    onnx_path = exported["tinypose"]["result"]["path"]
-    code = textwrap.dedent(f"""
-        import sys
-        from slimpose.cli import main
-        rc = main(['infer', {onnx_path!r}, {str(img_path)!r}, '--boxes', '10,10,100,150', '30,40,60,90',
-                   '--flip', '--out', {str(tmp_path / 'drawn')!r}, '--threads', '1'])
-        assert rc == 0, rc
-        assert 'torch' not in sys.modules, 'infer imported torch'
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
-    persons = result["results"][0]["persons"]
-    assert len(persons) == 2 and len(persons[0]["keypoints"]) == 17 and len(persons[0]["scores"]) == 17
-    assert (tmp_path / "drawn" / "a_pose.png").is_file()
-
-
 def test_dynamic_batch_and_static_batch_runtime(exported, tmp_path):
     model = _make_nontrivial(build_model("tinypose", input_size=SIZE), seed=1)
     crops = exported["tinypose"]["crops"]

@@ -1,16 +1,15 @@
-"""CLI of the deployment side: models, complexity, export, bench, quantize, infer.
+"""CLI of the deployment side: models, complexity, export, bench, quantize.
 
-This module imports no torch at import time; ``slimpose infer`` stays torch-free (it
-uses only :mod:`slimpose.deploy.runtime`), the other commands import torch when run.
+This module imports no torch at import time (``slimpose infer``, in
+:mod:`slimpose.inference.commands`, uses its ``parse_hxw``); the commands import torch
+when run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -26,17 +25,6 @@ def parse_hxw(text: str) -> tuple[int, int]:
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
         raise argparse.ArgumentTypeError(f"expected an input size HxW with positive integers, e.g. 256x192; got {text!r}")
     return int(m.group(1)), int(m.group(2))
-
-
-def parse_box(text: str) -> list[float]:
-    parts = str(text).split(",")
-    try:
-        box = [float(p) for p in parts]
-    except ValueError:
-        box = []
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-        raise argparse.ArgumentTypeError(f"expected a box x,y,w,h with w, h > 0, e.g. 10,20,120,300; got {text!r}")
-    return box
 
 
 def _resolve_models(names: list[str], all_: bool) -> list[str]:
@@ -332,57 +320,3 @@ def run_quantize(args: argparse.Namespace) -> int:
         write_json(args.json, {"quantization": info, "comparison": cmp_})
     return 0
 
-
-# --------------------------------------------------------------------------- infer
-
-
-def add_infer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("onnx", metavar="MODEL.onnx", help="a model from 'slimpose export' (or 'slimpose quantize')")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--boxes", nargs="+", type=parse_box, metavar="x,y,w,h",
-                   help="person boxes, applied to every image (default: the whole image)")
-    p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
-    p.add_argument("--out", metavar="DIR", help="write <image>_pose.png drawings here")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--decode", choices=("argmax", "dark", "softargmax"), help="override the file's heatmap decoding")
-    p.add_argument("--thr", type=float, default=0.3, help="score threshold for drawing")
-
-
-def run_infer(args: argparse.Namespace) -> int:
-    # Torch-free: runtime, codecs, transforms and drawing only.
-    from slimpose.data.sources import read_image
-    from slimpose.deploy.runtime import OnnxPoseEstimator
-
-    est = OnnxPoseEstimator(args.onnx, threads=args.threads, decode=args.decode)
-    out_dir = Path(args.out) if args.out else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for path in args.images:
-        image = read_image(path)
-        boxes = np.asarray(args.boxes, dtype=np.float64) if args.boxes else None
-        kpts, scores = est(image, boxes, flip=args.flip)
-        used = boxes if boxes is not None else np.array([[0.0, 0.0, image.shape[1], image.shape[0]]])
-        results.append({
-            "image": str(path),
-            "persons": [{"box": [round(float(v), 2) for v in b],
-                         "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in k],
-                         "scores": [round(float(s), 4) for s in sc]} for b, k, sc in zip(used, kpts, scores)],
-        })
-        if out_dir:
-            from slimpose.inference.draw import draw_box, draw_pose
-
-            import cv2
-
-            canvas = image.copy()
-            for b, k, sc in zip(used, kpts, scores):
-                if boxes is not None:
-                    canvas = draw_box(canvas, b)
-                canvas = draw_pose(canvas, k, sc, est.layout, thr=args.thr)
-            target = out_dir / f"{Path(path).stem}_pose.png"
-            if not cv2.imwrite(str(target), canvas):
-                raise SlimposeError(f"{target}: cannot write image")
-            results[-1]["drawing"] = str(target)
-    print(json.dumps({"model": est.model_name, "layout": est.layout.name, "keypoint_names": list(est.layout.names),
-                      "results": results}))
-    return 0
