@@ -99,6 +99,8 @@ def test_tracking_keeps_one_id_and_follows_the_person(video):
     assert np.linalg.norm(k - truth, axis=2).mean() < 3 * NOISE_PX
     assert np.linalg.norm(k - ref_k, axis=2).mean() < 4 * NOISE_PX
     assert all(people[0].keypoint_scores.min() > 0.5 for people in tracked), "a joint fell outside the tracked crop"
+    # a tracked person keeps the detector's box score: the person score does not decay
+    np.testing.assert_allclose([people[0].score for people in tracked], 0.9, atol=1e-5)
 
 
 def test_smoothing_lowers_jitter_within_the_lag_bound(video):

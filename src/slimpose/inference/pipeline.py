@@ -36,6 +36,7 @@ class Person:
     score: float  # box score x mean of the keypoint scores above 0.2
     keypoints: np.ndarray  # (K, 2) image pixels
     keypoint_scores: np.ndarray  # (K,)
+    box_score: float = 1.0  # the detector's score for the box (carried along a track)
     track_id: int | None = None
 
     @property
@@ -135,7 +136,7 @@ class PoseTracker:
         areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
         keep = oks_nms(np.concatenate([kpts, scores[..., None]], axis=2), rescored, areas, self.sigmas,
                        thr=self.oks_nms_thr)
-        return [Person(boxes[i], float(rescored[i]), kpts[i], scores[i]) for i in keep]
+        return [Person(boxes[i], float(rescored[i]), kpts[i], scores[i], float(box_scores[i])) for i in keep]
 
     # ------------------------------------------------------------------ photos
     def estimate(self, image: np.ndarray, image_id=None) -> list[Person]:
@@ -172,7 +173,7 @@ class PoseTracker:
         tracks = self.tracks.update(np.asarray([p.keypoints for p in people]).reshape(-1, k, 2),
                                     np.asarray([p.keypoint_scores for p in people]).reshape(-1, k),
                                     self._next_boxes(people, frame.shape),
-                                    np.asarray([p.score for p in people], np.float32))
+                                    np.asarray([p.box_score for p in people], np.float32))
         self.lost = len(tracks) < before or not tracks
         for person, track in zip(people, tracks):
             person.track_id = track.id
