@@ -22,10 +22,11 @@ import torch
 import torch.nn as nn
 
 from slimpose.cli import main
+from slimpose.data.transforms import BOX_PADDING
 from slimpose.deploy.export import export_onnx
 from slimpose.deploy.runtime import OnnxPoseEstimator, crops_from_images, read_onnx_metadata
 from slimpose.keypoints import KeypointLayout, get_layout
-from slimpose.models.registry import build_model, get_model_entry, list_models
+from slimpose.models.registry import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, build_model, get_model_entry, list_models
 
 SIZE = (64, 64)
 MODELS = list_models()
@@ -89,7 +90,7 @@ def _make_nontrivial(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, image_dir):
     out = tmp_path_factory.mktemp("onnx")
-    real = crops_from_images(sorted(image_dir.iterdir())[:2], SIZE)
+    real = crops_from_images(sorted(image_dir.iterdir())[:2], SIZE, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)
     results = {}
     for name in MODELS:
         model = _make_nontrivial(build_model(name, num_joints=17, input_size=SIZE))
@@ -118,14 +119,16 @@ def test_export_matches_torch_and_carries_metadata(exported, name):
     assert r["max_abs_diff_real"] < _tol(r["max_abs_output_real"]), r
     est = OnnxPoseEstimator(r["path"], threads=1)
     meta = est.metadata
-    assert meta == read_onnx_metadata(r["path"]) if name == "tinypose" else True
-    assert meta["model_name"] == name and meta["output_kind"] == entry.output_kind
-    assert meta["input_size"] == list(SIZE) and meta["color_order"] == "RGB"
-    assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
-    assert KeypointLayout.from_dict(meta["layout"]) == COCO and meta["flip_index"] == COCO.flip_index
-    assert meta["slimpose_version"]
+    assert meta.to_fields() == read_onnx_metadata(r["path"]).to_fields() == r["metadata"].to_fields()
+    assert meta.model_name == name and meta.output_kind == entry.output_kind
+    assert meta.input_size == SIZE and meta.color_order == entry.info.color_order
+    assert meta.mean == entry.info.mean and meta.std == entry.info.std and meta.box_padding == BOX_PADDING
+    assert meta.layout == COCO and list(meta.flip_index) == COCO.flip_index
+    assert meta.slimpose_version and meta.weights is None
+    fields = meta.to_fields()
     if entry.output_kind == "heatmap":
-        assert meta["heatmap_stride"] == [4.0, 4.0] and meta["sigma"] == 2.0 and meta["decode"] in ("argmax", "dark", "softargmax")
+        assert fields["heatmap_stride"] == [4.0, 4.0] and fields["sigma"] == 2.0
+        assert fields["decode"] == entry.info.decode
     # The exported (re-parameterised) model also agrees with the training form it came from.
     onnx_out = est.forward(exported[name]["crops"])
     ref = exported[name]["train_form_out"]
@@ -192,7 +195,7 @@ def test_dynamic_batch_and_static_batch_runtime(exported, tmp_path):
     crops = exported["tinypose"]["crops"]
     dyn = export_onnx(model, tmp_path / "dyn.onnx", SIZE, COCO, dynamic_batch=True, real_crops=crops)
     assert dyn["max_abs_diff_real"] < _tol(dyn["max_abs_output_real"])
-    assert read_onnx_metadata(dyn["path"])["dynamic_batch"] is True
+    assert read_onnx_metadata(dyn["path"]).dynamic_batch is True
     est = OnnxPoseEstimator(dyn["path"])
     assert est.static_batch is None
     x = np.concatenate([crops, crops[::-1], crops[:1]])
@@ -208,13 +211,13 @@ def test_quantize_int8_close_to_float(exported, image_dir, tmp_path):
     from slimpose.deploy.quantize import compare_int8, quantize_int8
 
     src = exported["tinypose"]["result"]["path"]
-    crops = crops_from_images(sorted(image_dir.iterdir()), SIZE)
+    crops = crops_from_images(sorted(image_dir.iterdir()), SIZE, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)
     out = tmp_path / "tiny_int8.onnx"
     info = quantize_int8(src, out, crops[:6])
     assert info["size_int8_mb"] < info["size_float_mb"]
     meta = read_onnx_metadata(out)
-    assert meta["model_name"] == "tinypose" and meta["quantization"]["format"] == "QDQ"
-    assert KeypointLayout.from_dict(meta["layout"]) == COCO
+    assert meta.model_name == "tinypose" and meta.extra["quantization"]["format"] == "QDQ"
+    assert meta.layout == COCO
     res = compare_int8(src, out, crops[6:], threads=1, warmup=1, iters=3, rounds=1)
     for key in ("mean_kpt_err_px", "pck@0.05", "float_ms", "int8_ms", "speedup"):
         assert np.isfinite(res[key]), res
@@ -266,7 +269,7 @@ def test_cli_complexity_export_quantize(tmp_path, image_dir, capsys):
     printed = capsys.readouterr().out
     assert "max abs diff" in printed and "real crops" in printed
     meta = read_onnx_metadata(onnx_path)
-    assert meta["input_size"] == [128, 96] and meta["layout"]["name"] == "lsp" and meta["num_keypoints"] == 14
+    assert meta.input_size == (128, 96) and meta.layout.name == "lsp" and meta.num_keypoints == 14
     # a checkpoint that does not fit the model is a clear error, not a traceback
     assert main(["export", "tinypose", "--checkpoint", str(ckpt), "--layout", "coco", "--out",
                  str(tmp_path / "bad.onnx")]) == 2

@@ -220,5 +220,5 @@ def test_export_takes_decoding_and_input_size_from_the_checkpoint(synth, tmp_pat
     assert cli_main(["export", "tinypose", "--checkpoint", str(tmp_path / "last.pth"), "--out", str(onnx_path)]) == 0
     from slimpose.deploy.runtime import read_onnx_metadata
 
-    meta = read_onnx_metadata(onnx_path)
+    meta = read_onnx_metadata(onnx_path).to_fields()
     assert (meta["decode"], meta["beta"], list(meta["input_size"])) == ("softargmax", 120.0, [64, 48])

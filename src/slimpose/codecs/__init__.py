@@ -1,10 +1,14 @@
 """Keypoint codecs: training targets from keypoints and keypoints from network outputs.
 
-Numpy-only (no torch import): the torch-free deploy runtime reuses these.
+Every codec implements :class:`KeypointCodec`; :func:`build_codec` (from settings) and
+:func:`codec_from_metadata` (from an exported file) build them, and
+:func:`predict_keypoints` is the one predict -> flip -> decode -> image-coordinates path
+of evaluation and of the deploy runtime. Numpy-only (no torch import).
 """
 
 from __future__ import annotations
 
+from .base import KeypointCodec, MetadataFieldError, build_codec, codec_from_metadata, output_kinds
 from .coordinate import CoordinateCodec, flip_coordinates
 from .heatmap import (
     DECODE_METHODS,
@@ -19,38 +23,19 @@ from .heatmap import (
     refine_quarter_offset,
     soft_argmax,
 )
+from .predict import predict_keypoints, predict_outputs
 
-OUTPUT_KINDS = ("heatmap", "coordinate")
-
-
-def build_codec(
-    output_kind: str,
-    input_size: tuple[int, int],
-    sigma: float = 2.0,
-    decode: str = "argmax",
-    beta: float = 160.0,
-    **kwargs,
-) -> HeatmapCodec | CoordinateCodec:
-    """The codec for a model's output kind. ``input_size`` is (H, W).
-
-    "heatmap" -> :class:`HeatmapCodec` (extra keyword args ``heatmap_size``, ``refine``);
-    "coordinate" -> :class:`CoordinateCodec` (sigma, decode and beta do not apply).
-    """
-    if output_kind == "heatmap":
-        return HeatmapCodec(input_size=input_size, sigma=sigma, decode=decode, beta=beta, **kwargs)
-    if output_kind == "coordinate":
-        if kwargs:
-            raise TypeError(f"CoordinateCodec takes no options {sorted(kwargs)}")
-        return CoordinateCodec(input_size=input_size)
-    raise ValueError(f"unknown output kind {output_kind!r}; use one of {', '.join(OUTPUT_KINDS)}")
-
+OUTPUT_KINDS = output_kinds()
 
 __all__ = [
     "CoordinateCodec",
     "DECODE_METHODS",
     "HeatmapCodec",
+    "KeypointCodec",
+    "MetadataFieldError",
     "OUTPUT_KINDS",
     "build_codec",
+    "codec_from_metadata",
     "dark_kernel_size",
     "decode_heatmaps",
     "flip_coordinates",
@@ -58,6 +43,8 @@ __all__ = [
     "gaussian_blur",
     "generate_gaussian_heatmaps",
     "get_heatmap_maximum",
+    "predict_keypoints",
+    "predict_outputs",
     "refine_dark",
     "refine_quarter_offset",
     "soft_argmax",

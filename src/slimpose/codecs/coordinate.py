@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from slimpose.codecs.base import KeypointCodec
+
 
 def flip_coordinates(
     outputs: np.ndarray,
@@ -44,21 +46,42 @@ def flip_coordinates(
     return out
 
 
-class CoordinateCodec:
+class CoordinateCodec(KeypointCodec):
     """Normalised keypoint targets for regression heads (RLE) and their decoding.
 
     ``input_size`` is (H, W).
     """
 
     output_kind = "coordinate"
+    # What the exported output holds, for readers of the file.
+    OUTPUT_FORMAT = "x/W, y/H, sigma_x, sigma_y (sigmoid-ed)"
 
     def __init__(self, input_size: tuple[int, int] = (256, 192)) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         if min(self.input_size) <= 0:
             raise ValueError(f"bad input size {self.input_size}")
 
+    @classmethod
+    def from_options(cls, input_size, sigma, decode, beta, **options) -> CoordinateCodec:
+        if options:
+            raise TypeError(f"CoordinateCodec takes no options {sorted(options)}")
+        return cls(input_size=input_size)
+
+    @classmethod
+    def from_fields(cls, input_size, fields: dict, decode: str | None = None) -> CoordinateCodec:
+        """``decode`` names a heatmap decoding and does not apply to coordinates."""
+        return cls(input_size=input_size)
+
     def __repr__(self) -> str:
         return f"CoordinateCodec(input_size={self.input_size})"
+
+    def export_metadata(self) -> dict:
+        return {"output_kind": self.output_kind, "coordinate_format": self.OUTPUT_FORMAT}
+
+    def output_shape_problem(self, shape, num_keypoints: int) -> str | None:
+        if len(shape) != 3 or shape[1] != num_keypoints or not (shape[2] == 2 or shape[2] >= 4):
+            return f"expected coordinates (N, {num_keypoints}, 4) or (N, {num_keypoints}, 2), got {tuple(shape)}"
+        return None
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(K, 2) input-crop px -> (normalised (K, 2) float32, weights (K,) float32).

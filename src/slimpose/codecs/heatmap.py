@@ -42,6 +42,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from slimpose.codecs.base import KeypointCodec, MetadataFieldError, read_bool, read_choice, read_number, read_size
+
 DECODE_METHODS = ("argmax", "dark", "softargmax")
 
 
@@ -280,10 +282,11 @@ def flip_heatmaps(heatmaps: np.ndarray, flip_index: Sequence[int], shift: bool =
 # --------------------------------------------------------------------------- codec
 
 
-class HeatmapCodec:
+class HeatmapCodec(KeypointCodec):
     """Encode keypoints to Gaussian heatmaps and decode heatmaps to keypoints.
 
     ``input_size`` and ``heatmap_size`` are (H, W); the heatmap defaults to input / 4.
+    ``flip_shift`` is HRNet's one-pixel shift in the flip test (:func:`flip_heatmaps`).
     """
 
     output_kind = "heatmap"
@@ -296,6 +299,7 @@ class HeatmapCodec:
         decode: str = "argmax",
         beta: float = 160.0,
         refine: bool = True,
+        flip_shift: bool = True,
     ) -> None:
         if decode not in DECODE_METHODS:
             raise ValueError(f"unknown heatmap decode method {decode!r}; use one of {', '.join(DECODE_METHODS)}")
@@ -311,6 +315,21 @@ class HeatmapCodec:
         self.decode_method = decode
         self.beta = float(beta)
         self.refine = bool(refine)
+        self.flip_shift = bool(flip_shift)
+
+    @classmethod
+    def from_options(cls, input_size, sigma, decode, beta, **options) -> HeatmapCodec:
+        return cls(input_size=input_size, sigma=sigma, decode=decode, beta=beta, **options)
+
+    @classmethod
+    def from_fields(cls, input_size, fields: dict, decode: str | None = None) -> HeatmapCodec:
+        if decode is not None and decode not in DECODE_METHODS:
+            raise MetadataFieldError("decode", f"unknown heatmap decoding {decode!r}; use one of {', '.join(DECODE_METHODS)}")
+        return cls(input_size=input_size, heatmap_size=read_size(fields, "heatmap_size"),
+                   sigma=read_number(fields, "sigma", positive=True),
+                   decode=decode or read_choice(fields, "decode", DECODE_METHODS),
+                   beta=read_number(fields, "beta", positive=True), refine=read_bool(fields, "refine", True),
+                   flip_shift=read_bool(fields, "flip_shift"))
 
     @property
     def stride(self) -> tuple[float, float]:
@@ -320,6 +339,24 @@ class HeatmapCodec:
     def __repr__(self) -> str:
         return (f"HeatmapCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
                 f"sigma={self.sigma}, decode={self.decode_method!r}, beta={self.beta})")
+
+    def export_metadata(self) -> dict:
+        return {"output_kind": self.output_kind, "heatmap_size": list(self.heatmap_size),
+                "heatmap_stride": list(self.stride),  # (x, y) input pixels per heatmap pixel
+                "sigma": self.sigma, "decode": self.decode_method, "beta": self.beta, "refine": self.refine,
+                "flip_shift": self.flip_shift}
+
+    def fitted_to(self, output_shape) -> HeatmapCodec:
+        if len(output_shape) != 4:
+            return self
+        return HeatmapCodec(self.input_size, tuple(output_shape[2:]), self.sigma, self.decode_method, self.beta,
+                            self.refine, self.flip_shift)
+
+    def output_shape_problem(self, shape, num_keypoints: int) -> str | None:
+        want = (num_keypoints, *self.heatmap_size)
+        if len(shape) != 4 or tuple(shape[1:]) != want:
+            return f"expected heatmaps (N, {want[0]}, {want[1]}, {want[2]}), got {tuple(shape)}"
+        return None
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(K, 2) keypoints in input-crop pixels -> ((K, h, w) heatmaps, (K,) weights)."""
@@ -343,6 +380,6 @@ class HeatmapCodec:
             return coords[0], scores[0]
         return coords, scores
 
-    def flip(self, heatmaps: np.ndarray, flip_index: Sequence[int], shift: bool = True) -> np.ndarray:
-        """:func:`flip_heatmaps` (a common interface with the coordinate codec)."""
-        return flip_heatmaps(heatmaps, flip_index, shift)
+    def flip(self, heatmaps: np.ndarray, flip_index: Sequence[int]) -> np.ndarray:
+        """:func:`flip_heatmaps` with this codec's ``flip_shift``."""
+        return flip_heatmaps(heatmaps, flip_index, self.flip_shift)

@@ -121,8 +121,7 @@ def benchmark(
     if batch < 1 or threads < 1 or iters < 1 or warmup < 0:
         raise SlimposeError("batch, threads and iters must be >= 1 and warmup >= 0")
 
-    from slimpose.deploy.export import export_onnx
-    from slimpose.keypoints import KeypointLayout
+    from slimpose.deploy.export import default_layout, export_onnx
     from slimpose.models.registry import build_model
 
     rows: list[dict] = []
@@ -139,9 +138,8 @@ def benchmark(
                 onnx_path = None
                 if any(b.startswith("onnxruntime") for b in backends):
                     onnx_path = Path(tmp) / f"{name}.onnx"
-                    layout = _dummy_layout(num_joints, KeypointLayout)
-                    export_onnx(deployed, onnx_path, size, layout, batch_size=batch, check=False, model_name=name,
-                                output_kind=getattr(model, "output_kind", None))
+                    export_onnx(deployed, onnx_path, size, default_layout(num_joints), batch_size=batch, check=False,
+                                model_name=name)
                 runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x, threads,
                                    spin) for b in backends]
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -179,18 +177,6 @@ def _copy_for(backend: str, deployed):
     import copy
 
     return copy.deepcopy(deployed) if backend == "torch-cuda" else deployed
-
-
-def _dummy_layout(k: int, cls):
-    """COCO-17 (or a generic layout for other K) — benchmarks do not read it."""
-    from slimpose.keypoints import get_layout
-
-    for name in ("coco", "mpii", "lsp"):
-        layout = get_layout(name)
-        if layout.num_keypoints == k:
-            return layout
-    return cls(name=f"k{k}", names=tuple(f"kp{i}" for i in range(k)), flip_pairs=(), skeleton=(),
-               sigmas=(0.05,) * k)
 
 
 def format_bench_table(rows: list[dict]) -> str:

@@ -1,85 +1,70 @@
 """ONNX export: re-parameterise and fold BN, export, write the metadata the runtime needs,
-and check ONNX Runtime against PyTorch.
+check ONNX Runtime against PyTorch, and only then write the file.
 
-The exported file is self-describing: ``metadata_props`` holds (as JSON strings) the
-keypoint layout, input size, mean/std and colour order, output kind, heatmap stride,
-sigma and default decoding, flip index, model name and slimpose version, so
-:class:`slimpose.deploy.runtime.OnnxPoseEstimator` needs nothing but the file.
+The exported file is self-describing: ``metadata_props`` holds a
+:class:`~slimpose.deploy.runtime.PoseModelMetadata` (keypoint layout, input size,
+mean/std and colour order from the model's registry entry, box padding, the codec's
+fields, flip index, model name, the weights' file name and hash), so
+:class:`~slimpose.deploy.runtime.OnnxPoseEstimator` needs nothing but the file.
+
+The file is built in memory and written with one rename (:mod:`slimpose.io`): a failed
+export, check or parity test leaves any previous file at the path as it was.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn as nn
 
 from slimpose import __version__
-from slimpose.deploy.reparam import reparameterize_model
+from slimpose.codecs import build_codec
+from slimpose.data.transforms import BOX_PADDING
 from slimpose.errors import SlimposeError
-from slimpose.keypoints import KeypointLayout
+from slimpose.io import atomic_write
+from slimpose.keypoints import KeypointLayout, get_layout
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+# This module imports torch and onnxruntime only inside the functions that export, so
+# the CLI can read DEFAULT_TOLERANCE for its help without loading them.
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
-# Kept in one place; the runtime reads them back from the file, not from here.
-IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
-IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
-BOX_PADDING = 1.25
+# Allowed max |ONNX Runtime - PyTorch| in units of max(1, max |PyTorch output|). Kernel
+# rounding differences grow with depth: random-weight LPN-152 reaches ~3e-4 on O(1)
+# outputs, trained models far less; a wrong BN fold or weight layout gives ~1e-1.
+DEFAULT_TOLERANCE = 1e-3
 
 
 class ExportError(SlimposeError):
     """The model could not be exported, or the export does not match PyTorch."""
 
 
-def build_metadata(
-    *,
-    model_name: str,
-    output_kind: str,
-    input_size: tuple[int, int],
-    output_shape: tuple[int, ...],
-    layout: KeypointLayout,
-    sigma: float = 2.0,
-    decode: str = "argmax",
-    beta: float = 160.0,
-    dynamic_batch: bool = False,
-    extra: dict | None = None,
-) -> dict[str, str]:
-    """The ``metadata_props`` of an exported model; every value is a JSON string."""
-    h, w = int(input_size[0]), int(input_size[1])
-    meta: dict = {
-        "slimpose_version": __version__,
-        "model_name": model_name,
-        "output_kind": output_kind,
-        "input_size": [h, w],
-        "input_layout": "NCHW",
-        "color_order": "RGB",
-        "pixel_range": "0-255",
-        "mean": list(IMAGENET_MEAN_RGB),
-        "std": list(IMAGENET_STD_RGB),
-        "box_padding": BOX_PADDING,
-        "layout": layout.to_dict(),
-        "num_keypoints": layout.num_keypoints,
-        "flip_index": layout.flip_index,
-        "output_shape": [int(v) for v in output_shape[1:]],
-        "dynamic_batch": bool(dynamic_batch),
-    }
-    if output_kind == "heatmap":
-        hh, hw = int(output_shape[2]), int(output_shape[3])
-        meta.update({
-            "heatmap_size": [hh, hw],
-            "heatmap_stride": [w / hw, h / hh],  # (x, y) input pixels per heatmap pixel
-            "sigma": float(sigma),
-            "decode": decode,
-            "beta": float(beta),
-            "flip_shift": True,
-        })
-    else:
-        meta.update({"coordinate_format": "x/W, y/H, sigma_x, sigma_y (sigmoid-ed)"})
-    meta.update(extra or {})
-    return {k: json.dumps(v) for k, v in meta.items()}
+def weights_record(path: str | Path) -> dict:
+    """How the metadata names a checkpoint: its file name and SHA-256, not its local path."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": path.name, "sha256": digest.hexdigest()}
+
+
+def default_layout(num_keypoints: int) -> KeypointLayout:
+    """The built-in layout with ``num_keypoints`` joints (coco, mpii, lsp in that order),
+    else a generic one without flip pairs: for exports and benchmarks given only K."""
+    for name in ("coco", "mpii", "lsp"):
+        layout = get_layout(name)
+        if layout.num_keypoints == num_keypoints:
+            return layout
+    return KeypointLayout(name=f"generic{num_keypoints}", names=tuple(f"kp{i}" for i in range(num_keypoints)),
+                          flip_pairs=(), skeleton=(), sigmas=(0.05,) * num_keypoints)
 
 
 def set_onnx_metadata(onnx_model, metadata: dict[str, str]) -> None:
@@ -90,8 +75,16 @@ def set_onnx_metadata(onnx_model, metadata: dict[str, str]) -> None:
         prop.key, prop.value = key, value
 
 
+def _graph_shape(value_info) -> list:
+    """A graph input/output's shape: ints, dimension names for dynamic axes."""
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in value_info.type.tensor_type.shape.dim]
+
+
 def _max_abs_diff(model: nn.Module, session, batches: list[np.ndarray]) -> tuple[float, float]:
     """(max |torch - onnx|, max |torch|) over the batches."""
+    import torch
+
     worst, scale = 0.0, 0.0
     with torch.inference_mode():
         for x in batches:
@@ -128,30 +121,43 @@ def export_onnx(
     beta: float = 160.0,
     model_name: str | None = None,
     output_kind: str | None = None,
-    extra_metadata: dict | None = None,
+    weights: dict | None = None,
+    model_kwargs: dict | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
 ) -> dict:
     """Export ``model`` in deployed form to ``out_path`` (ONNX, input "input", output "output").
 
     The model is copied, re-parameterised (BN folded, branches merged) and put in eval
-    mode; the original is not touched. With ``check``, ONNX Runtime (CPU) is compared
-    with the deployed PyTorch model on random inputs and on ``real_crops`` ((M, 3, H, W)
-    normalised crops, e.g. from :func:`slimpose.deploy.runtime.crops_from_images`).
+    mode; the original is not touched. Normalisation and the default decoding come from
+    ``model.model_info`` (the registry), ``decode`` overrides the latter. With ``check``,
+    ONNX Runtime (CPU) is compared with the deployed PyTorch model on random inputs and
+    on ``real_crops`` ((M, 3, H, W) normalised crops, e.g. from
+    :func:`slimpose.deploy.runtime.crops_from_images`); a max abs difference above
+    ``tolerance`` x max(1, max |output|) is an :class:`ExportError` and nothing is
+    written. ``weights`` (see :func:`weights_record`) names the weights in the metadata.
 
     Returns ``{"path", "max_abs_diff_random", "max_abs_diff_real", "max_abs_output_random",
-    "max_abs_output_real", "output_shape", "metadata"}`` (None where not checked); the
-    ``max_abs_output_*`` values give the scale the differences are measured against.
+    "max_abs_output_real", "tolerance", "output_shape", "metadata"}`` (None where not
+    checked); the ``max_abs_output_*`` values give the scale the differences are
+    measured against; ``metadata`` is the :class:`PoseModelMetadata` written.
     """
     import onnx
+    import torch
+
+    from slimpose.deploy.reparam import reparameterize_model
+    from slimpose.deploy.runtime import PoseModelMetadata, RuntimeModelError
+    from slimpose.models.registry import ModelInfo
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     h, w = int(input_size[0]), int(input_size[1])
+    info = getattr(model, "model_info", None) or ModelInfo()
     model_name = model_name or getattr(model, "model_name", type(model).__name__)
     output_kind = output_kind or getattr(model, "output_kind", None)
-    if output_kind not in ("heatmap", "coordinate"):
-        raise ExportError(f"model {model_name!r}: unknown output kind {output_kind!r} (set output_kind=)")
-    decode = decode or getattr(model, "default_decode", "argmax")
+    try:
+        codec = build_codec(output_kind, (h, w), sigma=sigma, decode=decode or info.decode, beta=beta)
+    except ValueError as e:
+        raise ExportError(f"model {model_name!r}: {e}") from None
 
     deployed = reparameterize_model(model).cpu().float().eval()
     batch = 1 if dynamic_batch else int(batch_size)
@@ -160,57 +166,79 @@ def export_onnx(
         out = deployed(dummy)
     if not isinstance(out, torch.Tensor):
         raise ExportError(f"model {model_name!r} returns {type(out).__name__}, not one tensor; cannot export")
-    k = layout.num_keypoints
-    if out.shape[1] != k:
-        raise ExportError(f"model {model_name!r} predicts {out.shape[1]} keypoints but layout "
-                          f"{layout.name!r} has {k}; build it with num_joints={k}")
-    if output_kind == "heatmap" and out.dim() != 4:
-        raise ExportError(f"heatmap model {model_name!r} returned shape {tuple(out.shape)}, expected (N, K, h, w)")
-    if output_kind == "coordinate" and (out.dim() != 3 or out.shape[2] < 2):
-        raise ExportError(f"coordinate model {model_name!r} returned shape {tuple(out.shape)}, expected (N, K, 4)")
+    codec = codec.fitted_to(tuple(out.shape))
+    problem = codec.output_shape_problem(tuple(out.shape), layout.num_keypoints)
+    if problem:
+        raise ExportError(f"model {model_name!r} with layout {layout.name!r} ({layout.num_keypoints} keypoints): "
+                          f"{problem}; build it with num_joints={layout.num_keypoints}")
+    metadata = PoseModelMetadata(
+        model_name=model_name, input_size=(h, w), mean=tuple(info.mean), std=tuple(info.std),
+        color_order=info.color_order, box_padding=BOX_PADDING, layout=layout, flip_index=tuple(layout.flip_index),
+        codec=codec, output_shape=tuple(int(v) for v in out.shape[1:]), dynamic_batch=dynamic_batch,
+        weights=weights, model_kwargs=dict(model_kwargs or {}),
+    )
 
+    buffer = io.BytesIO()
     dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript exporter deprecation and tracer warnings
         torch.onnx.export(
-            deployed, (dummy,), str(out_path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            deployed, (dummy,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False,
         )
-
-    metadata = build_metadata(
-        model_name=model_name, output_kind=output_kind, input_size=(h, w), output_shape=tuple(out.shape),
-        layout=layout, sigma=sigma, decode=decode, beta=beta, dynamic_batch=dynamic_batch, extra=extra_metadata,
-    )
-    proto = onnx.load(str(out_path))
-    set_onnx_metadata(proto, metadata)
+    proto = onnx.load_from_string(buffer.getvalue())
+    set_onnx_metadata(proto, metadata.to_props())
     proto.producer_name, proto.producer_version = "slimpose", __version__
     proto.doc_string = f"slimpose {model_name} ({output_kind}, input {h}x{w}, layout {layout.name})"
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(out_path))
+    try:  # what the runtime will read back
+        PoseModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, out_path,
+                                     _graph_shape(proto.graph.input[0]), _graph_shape(proto.graph.output[0]))
+    except RuntimeModelError as e:
+        raise ExportError(f"model {model_name!r}: the export would not load: {e}") from None
+    model_bytes = proto.SerializeToString()
 
     result = {"path": str(out_path), "max_abs_diff_random": None, "max_abs_diff_real": None,
-              "max_abs_output_random": None, "max_abs_output_real": None,
-              "output_shape": [int(v) for v in out.shape[1:]], "metadata": metadata}
-    if not check:
-        return result
+              "max_abs_output_random": None, "max_abs_output_real": None, "tolerance": tolerance,
+              "output_shape": list(metadata.output_shape), "metadata": metadata}
+    if check:
+        result.update(_parity(deployed, model_bytes, (h, w), batch, dynamic_batch, real_crops, seed))
+        _fail_above_tolerance(model_name, result, tolerance)
+    with atomic_write(out_path, "wb") as f:
+        f.write(model_bytes)
+    return result
 
+
+def _parity(deployed: nn.Module, model_bytes: bytes, size: tuple[int, int], batch: int, dynamic_batch: bool,
+            real_crops: np.ndarray | None, seed: int) -> dict:
     import onnxruntime as ort
 
+    h, w = size
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1  # a correctness check; one thread is deterministic and never oversubscribes
-    session = ort.InferenceSession(str(out_path), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    per_batch = 0 if dynamic_batch else batch
     rng = np.random.default_rng(seed)
-    n_random = 2 if dynamic_batch else 2 * batch
-    random_x = rng.standard_normal((n_random, 3, h, w)).astype(np.float32)
-    diff, scale = _max_abs_diff(deployed, session, _batches(random_x, 0 if dynamic_batch else batch))
-    result["max_abs_diff_random"], result["max_abs_output_random"] = diff, scale
+    random_x = rng.standard_normal((2 if dynamic_batch else 2 * batch, 3, h, w)).astype(np.float32)
+    found = {}
+    found["max_abs_diff_random"], found["max_abs_output_random"] = _max_abs_diff(
+        deployed, session, _batches(random_x, per_batch))
     if real_crops is not None and len(real_crops):
         real = np.asarray(real_crops, dtype=np.float32)
         if real.shape[1:] != (3, h, w):
             raise ExportError(f"real crops have shape {real.shape[1:]}, expected (3, {h}, {w})")
         if not dynamic_batch and len(real) < batch:
             real = np.concatenate([real] * (batch // len(real) + 1))[:batch]
-        diff, scale = _max_abs_diff(deployed, session, _batches(real, 0 if dynamic_batch else batch))
-        result["max_abs_diff_real"], result["max_abs_output_real"] = diff, scale
-    return result
+        found["max_abs_diff_real"], found["max_abs_output_real"] = _max_abs_diff(
+            deployed, session, _batches(real, per_batch))
+    return found
+
+
+def _fail_above_tolerance(model_name: str, result: dict, tolerance: float) -> None:
+    for inputs in ("random", "real"):
+        diff, scale = result[f"max_abs_diff_{inputs}"], result[f"max_abs_output_{inputs}"]
+        if diff is not None and not diff <= tolerance * max(1.0, scale):
+            raise ExportError(
+                f"model {model_name!r}: ONNX Runtime differs from PyTorch by {diff:.3g} on {inputs} inputs "
+                f"(outputs up to {scale:.3g}); allowed {tolerance:g} x max(1, {scale:.3g}). Nothing was written")

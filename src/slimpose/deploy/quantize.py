@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from slimpose.deploy.export import set_onnx_metadata
 from slimpose.deploy.runtime import OnnxPoseEstimator, make_session, read_onnx_metadata
 from slimpose.errors import SlimposeError
+from slimpose.io import atomic_path
 
 
 class _CropReader:
@@ -69,7 +71,7 @@ def quantize_int8(
     meta = read_onnx_metadata(onnx_in)
     src = onnx.load(str(onnx_in))
     crops = np.asarray(calibration_crops, dtype=np.float32)
-    h, w = meta["input_size"]
+    h, w = meta.input_size
     if crops.ndim != 4 or crops.shape[1:] != (3, h, w) or not len(crops):
         raise SlimposeError(f"calibration crops must be (M, 3, {h}, {w}) with M >= 1, got {crops.shape}")
     inp = src.graph.input[0]
@@ -81,8 +83,9 @@ def quantize_int8(
         raise SlimposeError(f"unknown calibration method {calibrate_method!r}; use {', '.join(methods)}")
     act = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[activation_type]
 
-    onnx_out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="slimpose-quant-") as tmp:
+    info = {"format": "QDQ", "weights": "int8" + (" per-channel" if per_channel else " per-tensor"),
+            "activations": activation_type, "calibration": calibrate_method, "num_calibration_crops": int(len(crops))}
+    with tempfile.TemporaryDirectory(prefix="slimpose-quant-") as tmp, atomic_path(onnx_out) as staged:
         model_path = onnx_in
         if preprocess:
             from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -97,19 +100,17 @@ def quantize_int8(
         if exclude_ops:
             exclude = [n.name for n in onnx.load(str(model_path)).graph.node if n.op_type in exclude_ops]
         quantize_static(
-            str(model_path), str(onnx_out), _CropReader(inp.name, crops, static_batch),
+            str(model_path), str(staged), _CropReader(inp.name, crops, static_batch),
             quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=act,
             weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method],
             nodes_to_exclude=exclude,
         )
-    q = onnx.load(str(onnx_out))
-    info = {"format": "QDQ", "weights": "int8" + (" per-channel" if per_channel else " per-tensor"),
-            "activations": activation_type, "calibration": calibrate_method, "num_calibration_crops": int(len(crops))}
-    del q.metadata_props[:]
-    for prop in src.metadata_props:
-        q.metadata_props.add(key=prop.key, value=prop.value)
-    q.metadata_props.add(key="quantization", value=json.dumps(info))
-    onnx.save(q, str(onnx_out))
+        q = onnx.load(str(staged))
+        props = {prop.key: prop.value for prop in src.metadata_props}
+        props["quantization"] = json.dumps(info)
+        set_onnx_metadata(q, props)
+        onnx.save(q, str(staged))
+        read_onnx_metadata(staged)  # the runtime can use it, or nothing replaces onnx_out
     return {"path": str(onnx_out), **info,
             "size_float_mb": onnx_in.stat().st_size / 2**20, "size_int8_mb": onnx_out.stat().st_size / 2**20}
 

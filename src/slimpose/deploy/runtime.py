@@ -9,16 +9,22 @@ data.transforms, data.sources) are imported: this is what a CPU or edge user dep
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
-from slimpose.codecs import build_codec
+from slimpose import __version__
+from slimpose.codecs import KeypointCodec, MetadataFieldError, codec_from_metadata, predict_keypoints, predict_outputs
+from slimpose.codecs.base import read_bool, read_choice, read_number, read_numbers, read_size, read_text
 from slimpose.data.sources import read_image
-from slimpose.data.transforms import box_to_center_scale, crop_to_image, get_affine_transform, normalize_crop
+from slimpose.data.transforms import BOX_PADDING, box_to_center_scale, get_affine_transform, normalize_crop
 from slimpose.errors import SlimposeError
 from slimpose.keypoints import KeypointLayout
 
@@ -26,36 +32,198 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class RuntimeModelError(SlimposeError):
-    """An ONNX file that is not a slimpose export or cannot be run."""
+    """An ONNX file that is not a slimpose export, carries invalid metadata, or cannot be run."""
 
 
-def read_onnx_metadata(onnx_path: str | Path) -> dict:
-    """The slimpose ``metadata_props`` of an ONNX file, JSON-decoded (torch- and onnx-free)."""
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise RuntimeModelError(f"{path}: ONNX model not found")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise RuntimeModelError(f"{path}: cannot be loaded by onnxruntime ({type(e).__name__}: {e})") from None
-    return _decode_metadata(session.get_modelmeta().custom_metadata_map, path)
+def _field_error(source, field: str, problem: str) -> RuntimeModelError:
+    return RuntimeModelError(f"{source}: metadata field {field!r}: {problem}")
 
 
-def _decode_metadata(raw: dict, path) -> dict:
-    meta = {}
-    for key, value in raw.items():
+def _decode_json_props(props: dict[str, str], source) -> dict:
+    fields = {}
+    for key, text in props.items():
         try:
-            meta[key] = json.loads(value)
+            fields[key] = json.loads(text)
         except (TypeError, ValueError):
-            meta[key] = value
-    missing = [k for k in ("output_kind", "input_size", "layout", "mean", "std") if k not in meta]
-    if missing:
-        raise RuntimeModelError(f"{path}: not a slimpose export (metadata lacks {', '.join(missing)}); "
-                                f"export it with 'slimpose export'")
-    return meta
+            raise _field_error(source, key, f"not a JSON value ({text[:40]!r})") from None
+    return fields
+
+
+def _read_layout(fields: dict) -> KeypointLayout:
+    try:
+        layout = KeypointLayout.from_dict(fields["layout"])
+        layout.sigmas_array()  # numbers, not strings: OKS reads them
+        layout.flip_index  # noqa: B018 - integer pairs
+    except KeyError as e:
+        raise MetadataFieldError("layout", f"missing ({e.args[0]!r} absent)" if e.args[0] != "layout" else "missing") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise MetadataFieldError("layout", f"not a keypoint layout ({e})") from None
+    return layout
+
+
+def _read_flip_index(fields: dict, num_keypoints: int) -> tuple[int, ...]:
+    value = fields.get("flip_index")
+    if not (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and sorted(value) == list(range(num_keypoints))):
+        raise MetadataFieldError("flip_index", "missing" if "flip_index" not in fields else
+                                 f"expected a permutation of 0..{num_keypoints - 1}, got {str(value)[:60]}")
+    return tuple(value)
+
+
+def _read_optional_dict(fields: dict, name: str) -> dict | None:
+    value = fields.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise MetadataFieldError(name, f"expected an object, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class PoseModelMetadata:
+    """What an exported pose model says about itself (ONNX ``metadata_props``, JSON values).
+
+    Built by the exporter and written with :meth:`to_props`; read back and validated by
+    :meth:`from_props`, which is the only way the runtime sees a file's metadata.
+    ``weights`` names the weights the export came from (file name and SHA-256, never a
+    local path); ``extra`` holds fields other tools added (e.g. ``quantization``).
+    """
+
+    model_name: str
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    color_order: str
+    box_padding: float
+    layout: KeypointLayout
+    flip_index: tuple[int, ...]
+    codec: KeypointCodec
+    output_shape: tuple[int, ...]
+    dynamic_batch: bool = False
+    weights: dict | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    slimpose_version: str = __version__
+    extra: dict = field(default_factory=dict)
+
+    INPUT_LAYOUT: ClassVar[str] = "NCHW"
+    PIXEL_RANGE: ClassVar[str] = "0-255"
+    COLOR_ORDERS: ClassVar[tuple[str, ...]] = ("RGB", "BGR")
+
+    @property
+    def output_kind(self) -> str:
+        return self.codec.output_kind
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.layout.num_keypoints
+
+    def to_fields(self) -> dict:
+        """Plain JSON-able fields (the codec's fields inline, as older files have them)."""
+        return {
+            "slimpose_version": self.slimpose_version,
+            "model_name": self.model_name,
+            "input_size": list(self.input_size),
+            "input_layout": self.INPUT_LAYOUT,
+            "color_order": self.color_order,
+            "pixel_range": self.PIXEL_RANGE,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "box_padding": self.box_padding,
+            "layout": self.layout.to_dict(),
+            "num_keypoints": self.num_keypoints,
+            "flip_index": list(self.flip_index),
+            "output_shape": list(self.output_shape),
+            "dynamic_batch": self.dynamic_batch,
+            "weights": self.weights,
+            "model_kwargs": self.model_kwargs,
+            **self.codec.export_metadata(),
+            **self.extra,
+        }
+
+    def to_props(self) -> dict[str, str]:
+        """``metadata_props`` for an ONNX file: every value a JSON string."""
+        return {key: json.dumps(value) for key, value in self.to_fields().items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source, input_shape=None, output_shape=None,
+                   decode: str | None = None) -> PoseModelMetadata:
+        """Parse and validate ``metadata_props``; ``input_shape``/``output_shape`` are the
+        graph's (ints, or strings/None for dynamic dimensions) and must agree with it.
+        ``decode`` overrides the stored heatmap decoding. Any problem is a
+        :class:`RuntimeModelError` naming ``source`` and the field."""
+        fields = _decode_json_props(props, source)
+        if "slimpose_version" not in fields:
+            raise RuntimeModelError(f"{source}: not a slimpose export (metadata field 'slimpose_version' missing); "
+                                    f"export it with 'slimpose export'")
+        try:
+            meta = cls._from_fields(fields, decode)
+        except MetadataFieldError as e:
+            raise _field_error(source, e.field, e.problem) from None
+        meta._check_graph(source, input_shape, output_shape)
+        return meta
+
+    @classmethod
+    def _from_fields(cls, fields: dict, decode: str | None) -> PoseModelMetadata:
+        input_size = read_size(fields, "input_size")
+        read_choice(fields, "input_layout", (cls.INPUT_LAYOUT,))
+        read_choice(fields, "pixel_range", (cls.PIXEL_RANGE,))
+        layout = _read_layout(fields)
+        if fields.get("num_keypoints", layout.num_keypoints) != layout.num_keypoints:
+            raise MetadataFieldError("num_keypoints", f"{fields['num_keypoints']!r} but the layout has "
+                                                      f"{layout.num_keypoints} keypoints")
+        codec = codec_from_metadata(input_size, fields, decode)
+        output_shape = fields.get("output_shape")
+        if not isinstance(output_shape, list):
+            raise MetadataFieldError("output_shape", "missing" if output_shape is None else
+                                     f"expected a list of sizes, got {str(output_shape)[:60]}")
+        problem = codec.output_shape_problem([1, *output_shape], layout.num_keypoints)
+        if problem:
+            raise MetadataFieldError("output_shape", problem)
+        known = {f.name for f in dataclasses.fields(cls)} | {"input_layout", "pixel_range", "num_keypoints"} | set(
+            codec.export_metadata())
+        return cls(
+            model_name=read_text(fields, "model_name"),
+            input_size=input_size,
+            mean=read_numbers(fields, "mean", 3),
+            std=read_numbers(fields, "std", 3, positive=True),
+            color_order=read_choice(fields, "color_order", cls.COLOR_ORDERS),
+            box_padding=read_number(fields, "box_padding", positive=True),
+            layout=layout,
+            flip_index=_read_flip_index(fields, layout.num_keypoints),
+            codec=codec,
+            output_shape=tuple(output_shape),
+            dynamic_batch=read_bool(fields, "dynamic_batch"),
+            weights=_read_optional_dict(fields, "weights"),
+            model_kwargs=_read_optional_dict(fields, "model_kwargs") or {},
+            slimpose_version=read_text(fields, "slimpose_version"),
+            extra={k: v for k, v in fields.items() if k not in known},
+        )
+
+    def _check_graph(self, source, input_shape, output_shape) -> None:
+        if input_shape is not None:
+            h, w = self.input_size
+            if len(input_shape) != 4 or any(isinstance(d, int) and d != want
+                                            for d, want in zip(input_shape[1:], (3, h, w))):
+                raise _field_error(source, "input_size", f"[{h}, {w}] does not match the graph's input shape "
+                                                         f"{list(input_shape)} (expected [N, 3, {h}, {w}])")
+        if output_shape is not None and all(isinstance(d, int) for d in output_shape[1:]):
+            if list(output_shape[1:]) != list(self.output_shape):
+                raise _field_error(source, "output_shape", f"{list(self.output_shape)} does not match the graph's "
+                                                           f"output shape {list(output_shape)}")
+
+
+def read_onnx_metadata(onnx_path: str | Path) -> PoseModelMetadata:
+    """The validated slimpose metadata of an ONNX file (torch-free)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return _metadata_of(_open_session(onnx_path, opts), onnx_path)
+
+
+def _metadata_of(session: ort.InferenceSession, source, decode: str | None = None) -> PoseModelMetadata:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise RuntimeModelError(f"{source}: expected a graph with one input and an output, got "
+                                f"{len(inputs)} inputs and {len(outputs)} outputs")
+    return PoseModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, source,
+                                        input_shape=inputs[0].shape, output_shape=outputs[0].shape, decode=decode)
 
 
 def warp_crops(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
@@ -84,10 +252,11 @@ def whole_image_box(image: np.ndarray) -> np.ndarray:
     return np.array([[0.0, 0.0, float(w), float(h)]])
 
 
-def crops_from_images(paths, input_size: tuple[int, int], boxes=None, padding: float = 1.25,
-                      mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)) -> np.ndarray:
+def crops_from_images(paths, input_size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
+                      boxes=None, padding: float = BOX_PADDING, to_rgb: bool = True) -> np.ndarray:
     """Normalised network inputs (M, 3, H, W) float32 from image files.
 
+    ``mean``/``std`` are the model's (its registry ``ModelInfo`` or file metadata).
     ``boxes``: None (the whole image is the box, one crop per image) or a list with one
     (n_i, 4) xywh array per image.
     """
@@ -99,10 +268,21 @@ def crops_from_images(paths, input_size: tuple[int, int], boxes=None, padding: f
         if not len(b):
             continue
         centers, scales = box_to_center_scale(b, w / h, padding)
-        crops.append(normalize_crop(warp_crops(image, centers, scales, (h, w)), mean, std))
+        crops.append(normalize_crop(warp_crops(image, centers, scales, (h, w)), mean, std, to_rgb))
     if not crops:
         return np.zeros((0, 3, h, w), dtype=np.float32)
     return np.concatenate(crops)
+
+
+def _open_session(onnx_path: str | Path, opts: ort.SessionOptions, providers=None) -> ort.InferenceSession:
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise RuntimeModelError(f"{path}: ONNX model not found")
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as e:  # onnxruntime raises its own types for unreadable or invalid graphs
+        raise RuntimeModelError(f"{path}: cannot be loaded by onnxruntime ({type(e).__name__}: {e})") from None
 
 
 def make_session(onnx_path: str | Path, providers=None, threads: int | None = None,
@@ -110,7 +290,6 @@ def make_session(onnx_path: str | Path, providers=None, threads: int | None = No
     """A CPU (or given providers) session; ``spin=False`` makes idle intra-op threads
     sleep instead of spin-waiting (better on a machine shared with other processes)."""
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
@@ -118,10 +297,7 @@ def make_session(onnx_path: str | Path, providers=None, threads: int | None = No
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        return ort.InferenceSession(str(onnx_path), opts, providers=list(providers or ["CPUExecutionProvider"]))
-    except Exception as e:
-        raise RuntimeModelError(f"{onnx_path}: cannot be loaded by onnxruntime ({type(e).__name__}: {e})") from None
+    return _open_session(onnx_path, opts, providers)
 
 
 class OnnxPoseEstimator:
@@ -130,32 +306,20 @@ class OnnxPoseEstimator:
     ``__call__(image_bgr, boxes_xywh=None, flip=False)`` → keypoints (N, K, 2) in image
     pixels and scores (N, K). ``boxes_xywh`` (N, 4); None = the whole image is one box.
     ``decode`` overrides the heatmap decoding stored in the file ("argmax", "dark",
-    "softargmax").
+    "softargmax"; coordinate models have none). ``metadata`` is the file's validated
+    :class:`PoseModelMetadata`.
     """
 
     def __init__(self, onnx_path: str | Path, providers=None, threads: int | None = None,
                  decode: str | None = None):
         self.path = Path(onnx_path)
-        if not self.path.is_file():
-            raise RuntimeModelError(f"{self.path}: ONNX model not found")
         self.session = make_session(self.path, providers, threads)
-        self.metadata = _decode_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
-        m = self.metadata
-        self.layout = KeypointLayout.from_dict(m["layout"])
-        self.input_size = (int(m["input_size"][0]), int(m["input_size"][1]))
-        self.output_kind = m["output_kind"]
-        self.mean, self.std = m["mean"], m["std"]
-        self.color_order = m.get("color_order", "RGB")
-        self.padding = float(m.get("box_padding", 1.25))
-        self.flip_index = list(m.get("flip_index") or self.layout.flip_index)
-        self.flip_shift = bool(m.get("flip_shift", True))
-        self.model_name = m.get("model_name", self.path.stem)
-        if self.output_kind == "heatmap":
-            self.codec = build_codec("heatmap", self.input_size, sigma=float(m.get("sigma", 2.0)),
-                                     decode=decode or m.get("decode", "argmax"), beta=float(m.get("beta", 160.0)),
-                                     heatmap_size=tuple(m["heatmap_size"]) if "heatmap_size" in m else None)
-        else:
-            self.codec = build_codec(self.output_kind, self.input_size)
+        self.metadata = _metadata_of(self.session, self.path, decode)
+        self.codec = self.metadata.codec
+        self.layout = self.metadata.layout
+        self.input_size = self.metadata.input_size
+        self.output_kind = self.metadata.output_kind
+        self.model_name = self.metadata.model_name
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
@@ -180,9 +344,10 @@ class OnnxPoseEstimator:
             image = np.clip(image, 0, 255).astype(np.uint8)
         boxes = whole_image_box(image) if boxes_xywh is None else np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
         h, w = self.input_size
-        centers, scales = box_to_center_scale(boxes, w / h, self.padding)
+        m = self.metadata
+        centers, scales = box_to_center_scale(boxes, w / h, m.box_padding)
         crops = warp_crops(image, centers, scales, self.input_size)
-        return normalize_crop(crops, self.mean, self.std, to_rgb=self.color_order.upper() == "RGB"), centers, scales
+        return normalize_crop(crops, m.mean, m.std, to_rgb=m.color_order == "RGB"), centers, scales
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run the network on (N, 3, H, W), in chunks of the model's static batch if it has one."""
@@ -199,18 +364,12 @@ class OnnxPoseEstimator:
             outs.append(self.session.run([self.output_name], {self.input_name: chunk})[0][:n])
         return np.concatenate(outs)
 
+    def _flip_index(self, flip: bool) -> tuple[int, ...] | None:
+        return self.metadata.flip_index if flip else None
+
     def predict_crops(self, x: np.ndarray, flip: bool = False) -> np.ndarray:
         """Raw network outputs for normalised crops, flip-test averaged if asked."""
-        if not flip:
-            return self.forward(x)
-        n = len(x)
-        both = self.forward(np.concatenate([x, x[..., ::-1]]))
-        out, flipped = both[:n], both[n:]
-        if self.output_kind == "heatmap":
-            flipped = self.codec.flip(flipped, self.flip_index, shift=self.flip_shift)
-        else:
-            flipped = self.codec.flip(flipped, self.flip_index)
-        return 0.5 * (out + flipped)
+        return predict_outputs(self.forward, x, self.codec, self._flip_index(flip))
 
     def decode(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs → keypoints (N, K, 2) in input-crop pixels, scores (N, K)."""
@@ -221,7 +380,4 @@ class OnnxPoseEstimator:
         if boxes_xywh is not None and np.asarray(boxes_xywh).size == 0:
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         x, centers, scales = self.preprocess(image_bgr, boxes_xywh)
-        outputs = self.predict_crops(x, flip)
-        kpts, scores = self.decode(outputs)
-        kpts = crop_to_image(kpts, centers, scales, self.input_size)
-        return kpts.astype(np.float32), np.asarray(scores, dtype=np.float32)
+        return predict_keypoints(self.forward, x, self.codec, centers, scales, self._flip_index(flip))

@@ -11,15 +11,22 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from slimpose.data.transforms import crop_to_image
+from slimpose.codecs import KeypointCodec, predict_keypoints
 from slimpose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
 
 
-@torch.no_grad()
+def numpy_forward(model: nn.Module, device: torch.device, amp: bool = False):
+    """``model`` as the numpy-in, numpy-out forward that :func:`predict_keypoints` runs."""
+    def forward(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            return model(torch.from_numpy(x).to(device, non_blocking=True)).float().cpu().numpy()
+    return forward
+
+
 def predict(
     model: nn.Module,
     loader: DataLoader,
-    codec,
+    codec: KeypointCodec,
     flip_index: list[int] | None,
     device: torch.device,
     amp: bool = False,
@@ -27,21 +34,15 @@ def predict(
     """Keypoints (N, K, 2) in image pixels, scores (N, K) and the instance indices (N,).
 
     ``flip_index`` turns on the flip test: the mirrored crop's prediction is mirrored
-    back (pairs swapped) and averaged with the plain one before decoding.
+    back (pairs swapped) and averaged with the plain one before decoding. The same path
+    as the deploy runtime (:func:`slimpose.codecs.predict_keypoints`).
     """
     model.eval()
-    input_size = tuple(loader.dataset.input_size)
+    forward = numpy_forward(model, device, amp)
     keypoints, scores, indices = [], [], []
     for batch in loader:
-        images = batch["image"].to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            out = model(images).float().cpu().numpy()
-            if flip_index is not None:
-                flipped = model(images.flip(3)).float().cpu().numpy()
-                out = 0.5 * (out + codec.flip(flipped, flip_index))
-        kpts, kpt_scores = codec.decode(out)
-        kpts = crop_to_image(kpts, batch["center"].numpy(), batch["scale"].numpy(), input_size,
-                             batch["rotation"].numpy())
+        kpts, kpt_scores = predict_keypoints(forward, batch["image"].numpy(), codec, batch["center"].numpy(),
+                                             batch["scale"].numpy(), flip_index, batch["rotation"].numpy())
         keypoints.append(kpts)
         scores.append(kpt_scores)
         indices.append(batch["index"].numpy())

@@ -1,0 +1,69 @@
+"""Writing output files all-or-nothing: a temporary file beside the target, then a rename.
+
+A crash, a full disk or a failed check while writing never leaves a half-written file
+where a reader expects a whole one, and never destroys the previous version: the target
+changes in one ``os.replace``, or not at all. Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder for tools that write by file name; it
+    replaces ``path`` when the block ends without an exception and is deleted otherwise.
+
+    The temporary name keeps ``path``'s suffix (tools that look at it still work); the
+    result gets ordinary permissions (0666 less the umask), not mkstemp's 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+    """``open(path, mode)`` that becomes visible as a whole at the end of the block.
+
+    Text modes default to UTF-8. The data is flushed to disk before the rename.
+    """
+    if "b" not in mode:
+        open_kwargs.setdefault("encoding", "utf-8")
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_json_atomic(path: str | Path, data, indent: int | None = 2, **dumps_kwargs) -> None:
+    """Write ``data`` as JSON (a trailing newline) through :func:`atomic_write`.
+
+    The text is produced before the file is opened, so unserialisable data raises
+    without touching ``path``.
+    """
+    text = json.dumps(data, indent=indent, **dumps_kwargs) + "\n"
+    with atomic_write(path) as f:
+        f.write(text)
