@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 
 from slimpose import __version__
 from slimpose.errors import SlimposeError
+from slimpose.io import write_json_atomic
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("slimpose.engine.quickstart", "generate synthetic data, train a small model, evaluate, draw"),
@@ -33,10 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def write_json(path: str | Path, data) -> None:
-    """Write a command's result file, creating its folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """Write a command's result file, creating its folder; all or nothing."""
+    write_json_atomic(path, data)
 
 
 def _usage() -> str:

@@ -19,6 +19,7 @@ from slimpose.data.sources import DataSource, check_images_exist, require_instan
 from slimpose.data.transforms import BOX_PADDING, box_to_center_scale
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
+from slimpose.io import write_json_atomic
 from slimpose.keypoints import KeypointLayout
 
 
@@ -222,6 +223,6 @@ class CocoSource(DataSource):
         if out_dir is not None:
             out_dir = Path(out_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "results_keypoints.json").write_text(json.dumps(results, default=_plain))
+            write_json_atomic(out_dir / "results_keypoints.json", results, indent=None, default=_plain)
         metrics = coco_keypoint_eval(self._ground_truth(), results, sigmas=sigmas)
         return {k: float(v) for k, v in metrics.items()}

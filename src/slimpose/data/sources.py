@@ -69,14 +69,14 @@ class DataSource:
         """``out_dir/predictions.json``: one entry per instance with its image and [x, y, score] per joint."""
         if out_dir is None:
             return
-        import json
+        from slimpose.io import write_json_atomic
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         entries = [{"image": self.instances[i].image_path, "image_id": int(self.instances[i].image_id),
                     "keypoints": np.concatenate([k, s[:, None]], axis=1).round(3).tolist()}
                    for k, s, i in zip(keypoints, scores, indices)]
-        (out_dir / "predictions.json").write_text(json.dumps(entries))
+        write_json_atomic(out_dir / "predictions.json", entries, indent=None)
 
 
 def read_mat(path: str | Path, field_name: str) -> dict:

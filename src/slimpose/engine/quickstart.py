@@ -73,6 +73,7 @@ def draw_predictions(results_file: Path, ann_file: Path, img_dir: Path, out_png:
 
 def run_quickstart(args: argparse.Namespace) -> int:
     from slimpose.config import config_from_dict, save_config
+    from slimpose.io import write_json_atomic
     from slimpose.data.synthetic import generate_synthetic_coco
     from slimpose.engine.train import Trainer
     from slimpose.keypoints import get_layout
@@ -97,7 +98,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     print("[3/4] the final model was evaluated on the synthetic validation set (COCO OKS AP, flip test)")
     metrics = dict(summary["metrics"])
     metrics["minutes"] = round((time.perf_counter() - start) / 60, 2)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json_atomic(out / "metrics.json", metrics)
     save_config(cfg, out / "config.yaml")
     picture = out / "predictions.png"
     print(f"[4/4] drawing predictions on validation images to {picture}")

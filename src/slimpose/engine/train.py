@@ -28,6 +28,7 @@ from slimpose.engine.distributed import DistInfo, barrier, init_distributed, red
 from slimpose.engine.evaluate import evaluate
 from slimpose.engine.progress import EpochReport
 from slimpose.errors import ConfigError, SlimposeError
+from slimpose.io import write_json_atomic
 from slimpose.keypoints import get_layout
 from slimpose.losses import KeypointMSELoss
 from slimpose.models import build_model, get_model_entry
@@ -335,7 +336,7 @@ class Trainer:
                    "stopped_by_time_budget": stopped, "minutes": round((time.perf_counter() - self._fit_start) / 60, 2),
                    "main_metric": self.main_metric, "metrics": last_metrics, "work_dir": str(self.work_dir)}
         if self.info.is_main:
-            (self.work_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_json_atomic(self.work_dir / "summary.json", summary)
         return summary
 
 

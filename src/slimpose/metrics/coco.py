@@ -22,13 +22,10 @@ from typing import Any
 import numpy as np
 
 from slimpose.errors import DataError
+from slimpose.keypoints import COCO17
 
-# pycocotools' COCOeval.Params.kpt_oks_sigmas (= COCO17.sigmas).
-COCO_SIGMAS = np.array(
-    [0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-     0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089],
-    dtype=np.float64,
-)
+# pycocotools' COCOeval.Params.kpt_oks_sigmas, defined once with the COCO layout.
+COCO_SIGMAS = COCO17.sigmas_array()
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 

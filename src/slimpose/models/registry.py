@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch.nn as nn
 
+from slimpose.data import transforms
+
 
 @dataclass(frozen=True)
 class PaperFigures:
@@ -35,9 +37,9 @@ class PaperFigures:
     note: str = ""
 
 
-# ImageNet statistics in 0-255 RGB: what every model here is normalised with.
-IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
-IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+# ImageNet statistics in 0-255 RGB, what every model here is normalised with: defined
+# once beside the torch-free pipeline that applies them (the runtime reads the file).
+IMAGENET_MEAN_RGB, IMAGENET_STD_RGB = transforms.IMAGENET_MEAN_RGB, transforms.IMAGENET_STD_RGB
 
 
 @dataclass(frozen=True)
