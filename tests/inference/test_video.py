@@ -111,3 +111,29 @@ def test_smoothing_lowers_jitter_within_the_lag_bound(video):
     assert jitter(smooth) < 0.6 * jitter(raw), (jitter(smooth), jitter(raw))
     lag = (truth[15:, :, 0] - smooth[15:, :, 0]).mean()
     assert 0 <= lag < LAG_BOUND_PX, lag
+
+
+class UnsureEstimator:
+    """A pose model that is never confident (scores 0.1): joints at the box centre."""
+
+    layout = get_layout("lsp")
+
+    def __call__(self, image, boxes_xywh, flip=False):
+        b = np.asarray(boxes_xywh, float).reshape(-1, 4)
+        centers = b[:, :2] + b[:, 2:] / 2
+        return (np.repeat(centers[:, None], 14, axis=1).astype(np.float32), np.full((len(b), 14), 0.1, np.float32))
+
+
+def test_a_detected_person_is_kept_and_an_unsure_track_calls_the_detector_again():
+    calls = []
+
+    def detector(image, image_id=None):
+        calls.append(image_id)
+        return np.array([[20, 10, 60, 90]], np.float32), np.array([0.8], np.float32)
+
+    tracker = PoseTracker(UnsureEstimator(), detector, det_every=5)
+    frames = [tracker(np.zeros((100, 120, 3), np.uint8)) for _ in range(6)]
+    assert all(len(people) == 1 for people in frames)  # the detector vouches for the person
+    assert {people[0].track_id for people in frames} == {0}  # same box, same id
+    assert len(calls) == 6  # the pose never confirms the track, so the detector runs every frame
+    np.testing.assert_allclose(frames[-1][0].box, [20, 10, 60, 90])

@@ -52,6 +52,13 @@ def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.nda
     return box_scores * mean
 
 
+def covered(boxes: np.ndarray, by: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """Which ``boxes`` overlap one of ``by`` with at least ``iou``."""
+    if not len(by):
+        return np.zeros(len(boxes), bool)
+    return box_iou(boxes, by).max(axis=1) >= iou
+
+
 def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
 
@@ -91,7 +98,6 @@ class PoseTracker:
         self.sigmas = self.pose.layout.sigmas_array()
         self.tracks = PoseTracks(self.sigmas, kpt_thr=kpt_thr)
         self.frame_index = 0
-        self.lost = False
         self.timings = {"detector": 0.0, "pose": 0.0}
         self.detector_calls = 0
 
@@ -148,33 +154,40 @@ class PoseTracker:
     def reset(self) -> None:
         """Forget the tracks (a new video)."""
         self.tracks.reset()
-        self.frame_index, self.lost = 0, False
+        self.frame_index = 0
 
     def __call__(self, frame: np.ndarray, timestamp: float | None = None, image_id=None) -> list[Person]:
         """People in the next video frame, with track ids. ``timestamp`` in seconds
         (default: the frame number at 30 fps) paces the smoothing."""
         t = self.frame_index / 30.0 if timestamp is None else float(timestamp)
         tracked = self.tracks.tracks
-        due = self.lost or not tracked or self.frame_index % self.det_every == 0
+        due = not tracked or self.frame_index % self.det_every == 0
         track_boxes = np.asarray([tr.box for tr in tracked], np.float32).reshape(-1, 4)
         track_scores = np.asarray([tr.score for tr in tracked], np.float32)
-        people = []
+        detected: list[Person] = []
         if due:
             boxes, box_scores = self.detect(frame, image_id)
-            people = self.people_in(frame, boxes, box_scores, self.refine)
+            detected = self.people_in(frame, boxes, box_scores, self.refine)
             # People the detector missed this time stay tracked through their own boxes.
-            covered = box_iou(track_boxes, boxes).max(axis=1) >= 0.5 if len(boxes) else np.zeros(len(tracked), bool)
-            track_boxes, track_scores = track_boxes[~covered], track_scores[~covered]
-        people += self.people_in(frame, clip_boxes(track_boxes, frame.shape), track_scores, refine=False)
-        people = self._deduplicate(people)
-        before = len(tracked)
-        people = [p for p in people if keypoint_box(p.keypoints, p.keypoint_scores, self.kpt_thr) is not None]
+            missed = ~covered(track_boxes, boxes)
+            track_boxes, track_scores = track_boxes[missed], track_scores[missed]
+        followed = self.people_in(frame, clip_boxes(track_boxes, frame.shape), track_scores, refine=False)
+        # A followed person whose pose is no longer confident is lost; a detected one is
+        # kept (the detector vouches for them) and followed in their detection box.
+        kept = [p for p in followed if self._next_box(p) is not None]
+        if not due and len(kept) < len(followed):
+            # Someone was lost: look for them in this frame rather than the next.
+            boxes, box_scores = self.detect(frame, image_id)
+            new = ~covered(boxes, np.asarray([p.box for p in kept], np.float32).reshape(-1, 4))
+            detected = self.people_in(frame, boxes[new], box_scores[new], self.refine)
+        people = self._deduplicate(detected + kept)
         k = self.pose.layout.num_keypoints
+        next_boxes = [self._next_box(p) for p in people]
+        next_boxes = [p.box if b is None else b for p, b in zip(people, next_boxes)]
         tracks = self.tracks.update(np.asarray([p.keypoints for p in people]).reshape(-1, k, 2),
                                     np.asarray([p.keypoint_scores for p in people]).reshape(-1, k),
-                                    self._next_boxes(people, frame.shape),
+                                    clip_boxes(np.asarray(next_boxes, np.float32).reshape(-1, 4), frame.shape),
                                     np.asarray([p.box_score for p in people], np.float32))
-        self.lost = len(tracks) < before or not tracks
         for person, track in zip(people, tracks):
             person.track_id = track.id
             if self.smooth:
@@ -193,7 +206,5 @@ class PoseTracker:
         keep = oks_nms(kpts, np.asarray([p.score for p in people]), areas, self.sigmas, thr=self.oks_nms_thr)
         return [people[i] for i in keep]
 
-    def _next_boxes(self, people: list[Person], shape) -> np.ndarray:
-        boxes = [keypoint_box(p.keypoints, p.keypoint_scores, self.kpt_thr) for p in people]
-        return clip_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), shape)
-
+    def _next_box(self, person: Person) -> np.ndarray | None:
+        return keypoint_box(person.keypoints, person.keypoint_scores, self.kpt_thr)
