@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("slimpose.deploy.commands", "export a model to ONNX and check it against PyTorch"),
     "bench": ("slimpose.deploy.commands", "CPU/GPU latency of models in PyTorch and ONNX Runtime"),
     "quantize": ("slimpose.deploy.commands", "INT8 static quantisation of an exported ONNX model"),
+    "weights": ("slimpose.weights.commands", "list the shipped trained weights, or pack a training run into one"),
     "infer": ("slimpose.inference.commands", "poses in photos, videos and camera frames (detector, tracking; torch-free)"),
 }
 

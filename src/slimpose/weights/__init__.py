@@ -1,0 +1,115 @@
+"""Weights this project trained with its own code, shipped inside the package.
+
+Each weight is an ONNX export (what the torch-free runtime loads), an optional fp16
+torch checkpoint beside it (to evaluate it with ``slimpose eval`` or to continue its
+training), and a JSON manifest saying how it was made and what it scores:
+
+    src/slimpose/weights/lpn_50_lsp_128x96.onnx
+    src/slimpose/weights/lpn_50_lsp_128x96.pth
+    src/slimpose/weights/lpn_50_lsp_128x96.json
+
+Torch-free: listing and resolving names needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slimpose.errors import SlimposeError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+MANIFEST_FIELDS = ("name", "file", "model", "input_size", "layout", "decode", "val_pck", "sha256")
+
+
+class WeightsError(SlimposeError):
+    """An unknown weight name or a shipped file that does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class ShippedWeight:
+    """One shipped weight, as its manifest describes it."""
+
+    name: str
+    path: Path  # the ONNX file
+    model: str
+    input_size: tuple[int, int]
+    layout: str
+    decode: str
+    val_pck: float  # PCK@0.2 on LSPET im08001-im09000, 14 joints, flip test
+    sha256: str
+    checkpoint: Path | None = None
+    manifest: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_manifest(cls, path: str | Path) -> "ShippedWeight":
+        path = Path(path)
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise WeightsError(f"{path}: unreadable weight manifest ({e})") from None
+        missing = [k for k in MANIFEST_FIELDS if k not in m]
+        if missing:
+            raise WeightsError(f"{path}: manifest lacks {', '.join(missing)}")
+        ckpt = m.get("checkpoint")
+        return cls(name=m["name"], path=path.parent / m["file"], model=m["model"],
+                   input_size=(int(m["input_size"][0]), int(m["input_size"][1])), layout=m["layout"],
+                   decode=m["decode"], val_pck=float(m["val_pck"]), sha256=m["sha256"],
+                   checkpoint=path.parent / ckpt if ckpt else None, manifest=m)
+
+    def summary(self) -> dict:
+        """The manifest with the files' absolute paths (what ``slimpose weights --json`` writes)."""
+        return {**self.manifest, "path": str(self.path),
+                "checkpoint": str(self.checkpoint) if self.checkpoint else None}
+
+    def verify(self) -> None:
+        """Raise WeightsError when the ONNX file is missing or differs from the manifest."""
+        if not self.path.is_file():
+            raise WeightsError(f"{self.path}: shipped weight {self.name!r} is missing from the installation")
+        if file_sha256(self.path) != self.sha256:
+            raise WeightsError(f"{self.path}: sha256 differs from the manifest of {self.name!r} (damaged file?)")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_weights(directory: str | Path = WEIGHTS_DIR) -> list[ShippedWeight]:
+    return [ShippedWeight.from_manifest(p) for p in sorted(Path(directory).glob("*.json"))]
+
+
+def get_weight(name: str, directory: str | Path = WEIGHTS_DIR) -> ShippedWeight:
+    weights = {w.name: w for w in list_weights(directory)}
+    if name not in weights:
+        known = ", ".join(sorted(weights)) or "none"
+        raise WeightsError(f"no shipped weight named {name!r}; shipped: {known} (see 'slimpose weights')")
+    return weights[name]
+
+
+def resolve_model_file(name_or_path: str | Path, directory: str | Path = WEIGHTS_DIR) -> Path:
+    """An ONNX path as given, or the ONNX file of a shipped weight name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix or len(path.parts) > 1:  # it was meant as a file
+        known = ", ".join(w.name for w in list_weights(directory)) or "none"
+        raise WeightsError(f"{path}: model file not found (shipped weight names: {known})")
+    return get_weight(str(name_or_path), directory).path
+
+
+def resolve_checkpoint(name_or_path: str | Path, directory: str | Path = WEIGHTS_DIR) -> Path:
+    """A checkpoint path as given, or the torch checkpoint shipped with a weight name."""
+    path = Path(name_or_path)
+    if path.is_file() or path.suffix or len(path.parts) > 1:
+        return path
+    weight = get_weight(str(name_or_path), directory)
+    if weight.checkpoint is None or not weight.checkpoint.is_file():
+        raise WeightsError(f"shipped weight {weight.name!r} has no torch checkpoint; "
+                           f"see its manifest ({weight.manifest.get('reproduce', 'command')}) to reproduce it")
+    return weight.checkpoint

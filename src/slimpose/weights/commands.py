@@ -1,0 +1,134 @@
+"""``slimpose weights``: list the shipped weights, or pack a training run into one.
+
+    slimpose weights [--json FILE]
+    slimpose weights pack RUN_DIR --name lpn_50_lsp_128x96 --command "slimpose train ..."
+
+Packing rounds the run's best weights to fp16 (the checkpoint that ships), exports the
+same weights to ONNX, evaluates them on the run's validation set with the flip test,
+and writes the manifest. Packing under an existing name replaces its files, so a
+retrain never adds a second copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+from slimpose.errors import ConfigError
+from slimpose.weights import WEIGHTS_DIR, file_sha256, list_weights
+
+
+def add_weights_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", default="list", choices=["list", "pack"],
+                   help="list the shipped weights (default), or pack a training run into one")
+    p.add_argument("run", nargs="?", help="pack: the training run's directory (its best.pth is packed)")
+    p.add_argument("--json", metavar="FILE", help="list: also write the weights as a JSON list to FILE")
+    p.add_argument("--name", help="pack: the weight's name, e.g. lpn_50_lsp_128x96")
+    p.add_argument("--checkpoint", help="pack: the checkpoint to ship (default: RUN/best.pth)")
+    p.add_argument("--command", default="", help="pack: the exact command that trained it (recorded)")
+    p.add_argument("--dir", default=str(WEIGHTS_DIR), help=argparse.SUPPRESS)
+
+
+def run_weights(args: argparse.Namespace) -> int:
+    if args.action == "pack":
+        return _pack(args)
+    weights = list_weights(args.dir)
+    if not weights:
+        print("no shipped weights")
+    for w in weights:
+        m = w.manifest
+        train = m.get("training", {})
+        print(f"{w.name:<24} {w.model:<12} {w.input_size[0]}x{w.input_size[1]}  layout {w.layout:<5} "
+              f"val PCK@0.2 {w.val_pck:5.1f}  ({train.get('minutes', '?')} min, {train.get('crops', '?')} crops)  "
+              f"{w.path.name}")
+    if args.json:
+        from slimpose.cli import write_json
+
+        write_json(args.json, [w.summary() for w in weights])
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return platform.processor() or "unknown CPU"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def training_record(run_dir: Path) -> dict:
+    """Totals over every sitting of a run, from its log.jsonl (resumes append to it)."""
+    log = run_dir / "log.jsonl"
+    if not log.is_file():
+        raise ConfigError(f"{log}: the run has no training log")
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    seconds = sum(r.get("epoch_seconds", 0.0) for r in records)
+    iters = sum(r.get("iterations", 0) for r in records)
+    return {"epochs": len(records), "iterations": iters, "minutes": round(seconds / 60, 1),
+            "hardware": f"{_cpu_name()} (CPU)"}
+
+
+def _pack(args: argparse.Namespace) -> int:
+    import torch
+
+    from slimpose.config import config_from_dict
+    from slimpose.data.dataset import build_dataset
+    from slimpose.deploy.export import export_onnx
+    from slimpose.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+    from slimpose.engine.distributed import init_distributed
+    from slimpose.engine.evaluate import evaluate
+    from slimpose.engine.train import build_codec_for, build_model_for, checkpoint_meta
+    from slimpose.io import write_json_atomic
+    from slimpose.keypoints import get_layout
+
+    if not (args.run and args.name):
+        raise ConfigError("pack needs RUN_DIR and --name")
+    run_dir = Path(args.run)
+    ckpt_path = Path(args.checkpoint) if args.checkpoint else run_dir / "best.pth"
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = config_from_dict(ckpt["config"], source=f"{ckpt_path} (stored config)")
+    model = build_model_for(cfg)
+    load_model_weights(model, ckpt)
+    # Ship what fp16 can hold, and export and score exactly those weights.
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
+
+    out_dir = Path(args.dir)
+    onnx_path, pth_path, manifest_path = (out_dir / f"{args.name}{ext}" for ext in (".onnx", ".pth", ".json"))
+    layout = get_layout(cfg.data.layout)
+    size = tuple(cfg.data.input_size)
+    export_onnx(model, onnx_path, size, layout, decode=cfg.test.decode, beta=cfg.test.beta,
+                sigma=cfg.data.heatmap_sigma, model_name=cfg.model.name, model_kwargs=dict(cfg.model.kwargs))
+    meta = checkpoint_meta(cfg, model.output_kind)
+    save_checkpoint({"model": half, "config": cfg.to_dict(), "meta": meta,
+                     "epoch": ckpt.get("epoch"), "stage": ckpt.get("stage", 0)}, pth_path)
+
+    if cfg.data.layout != "lsp" or cfg.data.val.type != "lsp":
+        raise ConfigError(f"{ckpt_path}: shipped weights are LSP-14 models validated with PCK on LSP data "
+                          f"(this run: layout {cfg.data.layout!r}, validation type {cfg.data.val.type!r})")
+    codec = build_codec_for(cfg, model.output_kind)
+    metrics = evaluate(model.eval(), build_dataset(cfg, "val", codec), codec, flip=cfg.test.flip,
+                       batch_size=cfg.data.val_batch_size, workers=0, info=init_distributed())
+    manifest = {
+        "name": args.name, "file": onnx_path.name, "checkpoint": pth_path.name, "model": cfg.model.name,
+        "input_size": list(size), "layout": layout.name, "decode": cfg.test.decode,
+        "val_pck": round(100 * metrics["PCK"], 2),
+        "val_metrics": {k: round(100 * v, 2) for k, v in metrics.items()},
+        "val_set": f"{cfg.data.val.ann_file} images {cfg.data.val.first}-{cfg.data.val.last}, flip test",
+        "config": cfg.to_dict(), "command": args.command,
+        "training": {**training_record(run_dir), "crops": None, "from_scratch": True},
+        "sha256": file_sha256(onnx_path), "checkpoint_sha256": file_sha256(pth_path),
+        "torch": torch.__version__,
+    }
+    manifest["training"]["crops"] = manifest["training"]["iterations"] * cfg.data.batch_size
+    write_json_atomic(manifest_path, manifest)
+    print(f"packed {args.name}: {onnx_path.name} ({onnx_path.stat().st_size / 1e6:.1f} MB), "
+          f"{pth_path.name} ({pth_path.stat().st_size / 1e6:.1f} MB); val PCK@0.2 {manifest['val_pck']:.2f}")
+    return 0

@@ -1,0 +1,140 @@
+"""Shipped weights: manifests, name resolution, packing a run, and the shipped files themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slimpose.cli import main as cli_main
+from slimpose.weights import (
+    ShippedWeight,
+    WeightsError,
+    file_sha256,
+    get_weight,
+    list_weights,
+    resolve_checkpoint,
+    resolve_model_file,
+)
+
+LSPET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lspet"
+needs_lspet = pytest.mark.skipif(not (LSPET / "joints.mat").is_file(), reason="needs ../shared/data/lspet")
+
+
+def _fake_weight(directory: Path, name: str = "w", payload: bytes = b"onnx") -> Path:
+    (directory / f"{name}.onnx").write_bytes(payload)
+    manifest = {"name": name, "file": f"{name}.onnx", "model": "tinypose", "input_size": [128, 96],
+                "layout": "lsp", "decode": "argmax", "val_pck": 61.5, "sha256": file_sha256(directory / f"{name}.onnx")}
+    (directory / f"{name}.json").write_text(json.dumps(manifest))
+    return directory / f"{name}.onnx"
+
+
+def test_names_resolve_to_files_and_paths_pass_through(tmp_path):
+    onnx_path = _fake_weight(tmp_path)
+    (w,) = list_weights(tmp_path)
+    assert (w.name, w.input_size, w.val_pck, w.checkpoint) == ("w", (128, 96), 61.5, None)
+    assert resolve_model_file("w", tmp_path) == onnx_path
+    assert resolve_model_file(onnx_path, tmp_path) == onnx_path
+    w.verify()
+    with pytest.raises(WeightsError, match="no shipped weight named 'nope'; shipped: w"):
+        resolve_model_file("nope", tmp_path)
+    with pytest.raises(WeightsError, match="missing.onnx: model file not found"):
+        resolve_model_file(tmp_path / "missing.onnx", tmp_path)
+    with pytest.raises(WeightsError, match="has no torch checkpoint"):
+        resolve_checkpoint("w", tmp_path)
+
+
+def test_a_damaged_file_or_manifest_is_named(tmp_path):
+    onnx_path = _fake_weight(tmp_path)
+    onnx_path.write_bytes(b"changed")
+    with pytest.raises(WeightsError, match="sha256 differs"):
+        get_weight("w", tmp_path).verify()
+    (tmp_path / "bad.json").write_text(json.dumps({"name": "bad"}))
+    with pytest.raises(WeightsError, match="bad.json: manifest lacks file, model"):
+        list_weights(tmp_path)
+
+
+def test_weights_command_lists_and_writes_json(tmp_path, capsys):
+    _fake_weight(tmp_path)
+    out = tmp_path / "list.json"
+    assert cli_main(["weights", "--dir", str(tmp_path), "--json", str(out)]) == 0
+    assert "val PCK@0.2  61.5" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())
+    assert {"name", "path", "model", "input_size", "layout", "val_pck"} <= set(row)
+    assert Path(row["path"]).is_file()
+
+
+@needs_lspet
+@pytest.mark.realdata
+def test_pack_a_run_then_use_it_by_name(tmp_path):
+    from slimpose.deploy.runtime import OnnxPoseEstimator
+
+    joints, images = str(LSPET / "joints.mat"), str(LSPET / "images")
+    config = {
+        "model": {"name": "tinypose", "kwargs": {"width": 8, "deconv_channels": 16}},
+        "data": {"layout": "lsp", "input_size": [64, 48], "batch_size": 8, "workers": 0,
+                 "train": {"type": "lsp", "ann_file": joints, "img_dir": images, "first": 1, "last": 16},
+                 "val": {"type": "lsp", "ann_file": joints, "img_dir": images, "first": 8001, "last": 8008}},
+        "train": {"epochs": 1, "val_interval": 1},
+    }
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(json.dumps(config))
+    run, shipped = tmp_path / "run", tmp_path / "shipped"
+    shipped.mkdir()
+    assert cli_main(["train", str(cfg_path), "--work-dir", str(run)]) == 0
+    assert cli_main(["weights", "pack", str(run), "--name", "tiny_lsp", "--dir", str(shipped),
+                     "--command", "slimpose train cfg.yaml"]) == 0
+    w = get_weight("tiny_lsp", shipped)
+    w.verify()
+    m = w.manifest
+    assert m["command"] == "slimpose train cfg.yaml" and m["training"]["iterations"] == 2
+    assert m["training"]["crops"] == 16 and "CPU" in m["training"]["hardware"]
+    assert {"Head", "Shoulder", "Wrist", "Ankle", "PCK@0.1"} <= set(m["val_metrics"])
+    assert 0.0 <= w.val_pck <= 100.0
+    # a retrain under the same name replaces the files instead of adding new ones
+    assert cli_main(["weights", "pack", str(run), "--name", "tiny_lsp", "--dir", str(shipped)]) == 0
+    assert sorted(p.name for p in shipped.iterdir()) == ["tiny_lsp.json", "tiny_lsp.onnx", "tiny_lsp.pth"]
+    est = OnnxPoseEstimator(resolve_model_file("tiny_lsp", shipped))
+    kpts, scores = est(np.zeros((120, 80, 3), np.uint8))
+    assert kpts.shape == (1, 14, 2) and scores.shape == (1, 14)
+    # the fp16 checkpoint evaluates through the engine
+    out = tmp_path / "eval.json"
+    assert cli_main(["eval", "--checkpoint", str(resolve_checkpoint("tiny_lsp", shipped)), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["PCK"] == pytest.approx(w.val_pck / 100, abs=1e-3)
+
+
+SHIPPED = list_weights()
+
+
+@pytest.mark.parametrize("weight", SHIPPED, ids=[w.name for w in SHIPPED])
+def test_shipped_weight_matches_its_manifest(weight: ShippedWeight):
+    weight.verify()
+    assert weight.val_pck >= 55.0
+    assert weight.path.stat().st_size + (weight.checkpoint.stat().st_size if weight.checkpoint else 0) < 40e6
+
+
+@needs_lspet
+@pytest.mark.realdata
+@pytest.mark.parametrize("weight", SHIPPED, ids=[w.name for w in SHIPPED])
+def test_shipped_weight_finds_the_joints_of_real_val_images(weight: ShippedWeight):
+    """Torch-free: the runtime alone, on LSPET val images it was not trained on."""
+    from slimpose.data.lsp import LspSource
+    from slimpose.data.sources import read_image
+    from slimpose.deploy.runtime import OnnxPoseEstimator
+    from slimpose.keypoints import get_layout
+    from slimpose.metrics.pck import lsp_pck
+
+    layout = get_layout("lsp")
+    h, w = weight.input_size
+    source = LspSource(LSPET / "joints.mat", LSPET / "images", layout, w / h, first=8001, last=8040)
+    est = OnnxPoseEstimator(resolve_model_file(weight.name))
+    preds, gts, masks = [], [], []
+    for inst in source.instances:
+        kpts, _ = est(read_image(inst.image_path), inst.extra["bbox"][None], flip=True)
+        preds.append(kpts[0])
+        gts.append(inst.keypoints)
+        masks.append(inst.visible > 0)
+    pck = lsp_pck(np.stack(preds), np.stack(gts), np.stack(masks), layout)["PCK"]
+    assert pck >= 0.9 * weight.val_pck / 100, (weight.name, pck)
