@@ -158,6 +158,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.model not in list_models():
         raise SlimposeError(f"unknown model {args.model!r}; known: {', '.join(list_models())}")
+    if not args.tolerance >= 0:
+        raise SlimposeError(f"--tolerance must be a number >= 0, got {args.tolerance}")
     meta = _checkpoint_meta(args.checkpoint) if args.checkpoint else {}
     if meta.get("model_name") and meta["model_name"] != args.model:
         raise SlimposeError(f"{args.checkpoint}: checkpoint is for model {meta['model_name']!r}, not {args.model!r}")

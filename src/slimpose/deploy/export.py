@@ -190,7 +190,10 @@ def export_onnx(
     set_onnx_metadata(proto, metadata.to_props())
     proto.producer_name, proto.producer_version = "slimpose", __version__
     proto.doc_string = f"slimpose {model_name} ({output_kind}, input {h}x{w}, layout {layout.name})"
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"model {model_name!r}: the exported graph is not valid ONNX ({' '.join(str(e).split())})") from None
     try:  # what the runtime will read back
         PoseModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, out_path,
                                      _graph_shape(proto.graph.input[0]), _graph_shape(proto.graph.output[0]))

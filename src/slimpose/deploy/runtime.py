@@ -282,7 +282,8 @@ def _open_session(onnx_path: str | Path, opts: ort.SessionOptions, providers=Non
     try:
         return ort.InferenceSession(str(path), opts, providers=list(providers or ["CPUExecutionProvider"]))
     except Exception as e:  # onnxruntime raises its own types for unreadable or invalid graphs
-        raise RuntimeModelError(f"{path}: cannot be loaded by onnxruntime ({type(e).__name__}: {e})") from None
+        detail = " ".join(str(e).split())  # one line: ORT messages carry newlines
+        raise RuntimeModelError(f"{path}: cannot be loaded by onnxruntime ({type(e).__name__}: {detail})") from None
 
 
 def make_session(onnx_path: str | Path, providers=None, threads: int | None = None,
