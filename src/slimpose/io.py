@@ -7,6 +7,7 @@ changes in one ``os.replace``, or not at all. Torch-free.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -67,3 +68,12 @@ def write_json_atomic(path: str | Path, data, indent: int | None = 2, **dumps_kw
     text = json.dumps(data, indent=indent, **dumps_kwargs) + "\n"
     with atomic_write(path) as f:
         f.write(text)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

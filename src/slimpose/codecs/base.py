@@ -101,6 +101,7 @@ class KeypointCodec(ABC):
     """
 
     output_kind: ClassVar[str]
+    instance_ndim: ClassVar[int]  # dimensions of one instance's output (no batch axis)
     _by_kind: ClassVar[dict[str, type[KeypointCodec]]] = {}
 
     input_size: tuple[int, int]
@@ -124,9 +125,20 @@ class KeypointCodec(ABC):
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(K, 2) keypoints, (K,) visibility -> (training target, (K,) weights)."""
 
-    @abstractmethod
     def decode(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Network outputs (N, K, ...) -> keypoints (N, K, 2) input-crop px, scores (N, K)."""
+        """Network outputs (N, K, ...) -> keypoints (N, K, 2) input-crop px, scores (N, K).
+
+        One instance's outputs (no batch axis) give (K, 2) and (K,).
+        """
+        out = np.asarray(outputs)
+        if out.ndim == self.instance_ndim:
+            keypoints, scores = self.decode_batch(out[None])
+            return keypoints[0], scores[0]
+        return self.decode_batch(out)
+
+    @abstractmethod
+    def decode_batch(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`decode` of a batch (N, K, ...)."""
 
     @abstractmethod
     def flip(self, outputs: np.ndarray, flip_index: Sequence[int]) -> np.ndarray:

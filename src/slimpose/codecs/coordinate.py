@@ -53,6 +53,7 @@ class CoordinateCodec(KeypointCodec):
     """
 
     output_kind = "coordinate"
+    instance_ndim = 2
     # What the exported output holds, for readers of the file.
     OUTPUT_FORMAT = "x/W, y/H, sigma_x, sigma_y (sigmoid-ed)"
 
@@ -101,16 +102,13 @@ class CoordinateCodec(KeypointCodec):
         target = (safe / np.array([w, h], dtype=np.float64)).astype(np.float32)
         return target, weight
 
-    def decode(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def decode_batch(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, K, 4) [x_norm, y_norm, sigma_x, sigma_y] -> (input px (N, K, 2), scores (N, K)).
 
         Sigmas are already sigmoid-ed; score = 1 - mean(sigma_x, sigma_y). (N, K, 2) outputs
-        get score 1. A single (K, C) array gives (K, 2) and (K,).
+        get score 1.
         """
         out = np.asarray(outputs, dtype=np.float64)
-        single = out.ndim == 2
-        if single:
-            out = out[None]
         if out.ndim != 3 or (out.shape[2] != 2 and out.shape[2] < 4):
             raise ValueError(f"coordinate outputs must be (N, K, 2) or (N, K, 4), got shape {np.shape(outputs)}")
         h, w = self.input_size
@@ -119,8 +117,6 @@ class CoordinateCodec(KeypointCodec):
             scores = 1.0 - out[..., 2:4].mean(axis=-1)
         else:
             scores = np.ones(out.shape[:2], dtype=np.float64)
-        if single:
-            return kpts[0], scores[0]
         return kpts, scores
 
     def flip(self, outputs: np.ndarray, flip_index: Sequence[int]) -> np.ndarray:

@@ -290,6 +290,7 @@ class HeatmapCodec(KeypointCodec):
     """
 
     output_kind = "heatmap"
+    instance_ndim = 3
 
     def __init__(
         self,
@@ -364,21 +365,11 @@ class HeatmapCodec(KeypointCodec):
         kpts = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2) / np.array([sx, sy])
         return generate_gaussian_heatmaps(self.heatmap_size, kpts, visible, self.sigma)
 
-    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, K, h, w) heatmaps -> (keypoints (N, K, 2) input-crop px, scores (N, K)).
-
-        A single (K, h, w) stack gives (K, 2) and (K,).
-        """
-        hm = np.asarray(heatmaps)
-        single = hm.ndim == 3
-        if single:
-            hm = hm[None]
-        coords, scores = decode_heatmaps(hm, self.decode_method, self.beta, self.sigma, self.refine)
+    def decode_batch(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, h, w) heatmaps -> (keypoints (N, K, 2) input-crop px, scores (N, K))."""
+        coords, scores = decode_heatmaps(heatmaps, self.decode_method, self.beta, self.sigma, self.refine)
         sx, sy = self.stride
-        coords = coords * np.array([sx, sy])
-        if single:
-            return coords[0], scores[0]
-        return coords, scores
+        return coords * np.array([sx, sy]), scores
 
     def flip(self, heatmaps: np.ndarray, flip_index: Sequence[int]) -> np.ndarray:
         """:func:`flip_heatmaps` with this codec's ``flip_shift``."""

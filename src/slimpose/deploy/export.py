@@ -13,7 +13,6 @@ export, check or parity test leaves any previous file at the path as it was.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -25,7 +24,7 @@ from slimpose import __version__
 from slimpose.codecs import build_codec
 from slimpose.data.transforms import BOX_PADDING
 from slimpose.errors import SlimposeError
-from slimpose.io import atomic_write
+from slimpose.io import atomic_write, file_sha256
 from slimpose.keypoints import KeypointLayout, get_layout
 
 if TYPE_CHECKING:
@@ -48,12 +47,7 @@ class ExportError(SlimposeError):
 
 def weights_record(path: str | Path) -> dict:
     """How the metadata names a checkpoint: its file name and SHA-256, not its local path."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"file": path.name, "sha256": digest.hexdigest()}
+    return {"file": Path(path).name, "sha256": file_sha256(path)}
 
 
 def default_layout(num_keypoints: int) -> KeypointLayout:

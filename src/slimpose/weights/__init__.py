@@ -13,12 +13,12 @@ Torch-free: listing and resolving names needs only the standard library.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slimpose.errors import SlimposeError
+from slimpose.io import file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 MANIFEST_FIELDS = ("name", "file", "model", "input_size", "layout", "decode", "val_pck", "sha256")
@@ -70,14 +70,6 @@ class ShippedWeight:
             raise WeightsError(f"{self.path}: shipped weight {self.name!r} is missing from the installation")
         if file_sha256(self.path) != self.sha256:
             raise WeightsError(f"{self.path}: sha256 differs from the manifest of {self.name!r} (damaged file?)")
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_weights(directory: str | Path = WEIGHTS_DIR) -> list[ShippedWeight]:
