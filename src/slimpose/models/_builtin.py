@@ -4,3 +4,4 @@ from slimpose.models import tiny  # noqa: F401
 from slimpose.models import lpn  # noqa: F401
 from slimpose.models import repnet  # noqa: F401
 from slimpose.models import hrnet  # noqa: F401
+from slimpose.models import lgm_pose  # noqa: F401

@@ -125,3 +125,46 @@ def init_weights_normal(module: nn.Module, std: float = 0.001) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 inverted residual: 1x1 expansion → 3x3 depthwise (the stride sits
+    here) → linear 1x1 projection, plus the input when the stride is 1 and the width is
+    unchanged. ``expansion`` 1 drops the expansion conv, as MobileNetV2 does."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, expansion: float = 2,
+                 act: type[nn.Module] = nn.ReLU6):
+        super().__init__()
+        hidden = int(round(in_channels * expansion))
+        layers = [ConvBNAct(in_channels, hidden, 1, act=act)] if hidden != in_channels else []
+        layers += [ConvBNAct(hidden, hidden, 3, stride, groups=hidden, act=act),
+                   ConvBNAct(hidden, out_channels, 1, act=None)]
+        self.block = nn.Sequential(*layers)
+        self.use_shortcut = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        return x + out if self.use_shortcut else out
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle on (B, C, H, W): channel ``g * C/groups + j`` moves
+    to ``j * groups + g``, so that a following group conv sees channels of every group."""
+    b, c, h, w = x.shape
+    return x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class TokenMLP(nn.Module):
+    """MLP block over the last dimension with a residual:
+    ``x + Linear(act(Linear(LayerNorm(x))))`` (MLP-Mixer's mixing block, a
+    pre-norm transformer's feed-forward)."""
+
+    def __init__(self, dim: int, hidden: int, act: type[nn.Module] = nn.GELU):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(self.act(self.fc1(self.norm(x))))
