@@ -1,7 +1,8 @@
 """Parameters and multiply-accumulates (MACs) as the papers count them.
 
 "GFLOPs" in all five papers and in the HRNet/LPN/MMPose code means MACs of conv and
-linear layers; normalisation, activation, pooling and element-wise ops are not counted.
+linear layers (and, here, of every matrix product: attention and token mixing);
+normalisation, activation, pooling and element-wise ops are not counted.
 A deconvolution counts its weights once per *input* pixel.
 """
 
@@ -24,48 +25,35 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
-def _conv_macs(m: nn.Conv2d, out: torch.Tensor) -> int:
-    kh, kw = m.kernel_size
-    return out.numel() // out.shape[0] * (m.in_channels // m.groups) * kh * kw
-
-
-def _deconv_macs(m: nn.ConvTranspose2d, inp: torch.Tensor) -> int:
-    kh, kw = m.kernel_size
-    h, w = inp.shape[-2:]
-    return m.in_channels * (m.out_channels // m.groups) * kh * kw * h * w
-
-
-def _linear_macs(m: nn.Linear, out: torch.Tensor) -> int:
-    rows = out.numel() // out.shape[-1] // out.shape[0] if out.dim() > 1 else 1
-    return rows * m.in_features * m.out_features
-
-
 @torch.no_grad()
 def count_macs(model: nn.Module, input_size: tuple[int, int], in_channels: int = 3) -> int:
-    """MACs of one forward pass on a single (1, C, H, W) input."""
-    total = 0
+    """MACs of one forward pass on a single (1, C, H, W) input.
 
-    def hook(module, inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            total += _conv_macs(module, output)
-        elif isinstance(module, nn.ConvTranspose2d):
-            total += _deconv_macs(module, inputs[0])
-        elif isinstance(module, nn.Linear):
-            total += _linear_macs(module, output)
+    Counted at the aten level (PyTorch's FlopCounterMode, which reports 2 FLOPs per
+    MAC): convolutions, linear layers and every matrix product — torch.matmul, bmm,
+    einsum, attention — wherever the model calls them, not only inside nn.Conv/nn.Linear
+    modules. A transposed convolution counts its weights once per input pixel.
+    """
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    def cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    # The CPU attention kernel has no formula of its own in PyTorch's table.
+    extra = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops}
     was_training = model.training
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     model.eval()
+    # nn.MultiheadAttention's fused inference kernel hides its products from the counter.
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         device = next(model.parameters()).device
-        model(torch.zeros(1, in_channels, *input_size, device=device))
+        with FlopCounterMode(display=False, custom_mapping=extra) as counter:
+            model(torch.zeros(1, in_channels, *input_size, device=device))
     finally:
-        for h in handles:
-            h.remove()
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
-    return total
+    return counter.get_total_flops() // 2
 
 
 # ----------------------------------------------------------------------------------
