@@ -340,3 +340,30 @@ def test_mpii_malformed(tmp_path):
     ann.write_text(json.dumps(entries[:2]))
     with pytest.raises(DataError, match="headboxes_src.*3 head boxes for 2 entries"):
         MpiiSource(ann, tmp_path / "images", MPII16, 1.0, headbox_file=mat)
+
+
+def test_read_image_refuses_truncated_jpegs_folders_and_empty_files(tmp_path, capfd):
+    from slimpose.data.sources import read_image
+
+    image = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    ok, data = cv2.imencode(".jpg", image)
+    whole = tmp_path / "whole.jpg"
+    whole.write_bytes(data.tobytes())
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(data.tobytes() + b"\x00" * 16)
+    assert read_image(whole).shape == (64, 48, 3)
+    assert np.array_equal(read_image(padded), read_image(whole))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data.tobytes()[: len(data) // 2])
+    assert cv2.imread(str(cut)) is not None  # what OpenCV alone does: grey rows, a warning
+    capfd.readouterr()
+    with pytest.raises(DataError, match=r"cut\.jpg: image: truncated JPEG"):
+        read_image(cut)
+    with pytest.raises(DataError, match=r"is a folder, not an image file"):
+        read_image(tmp_path)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty\.png: image: empty file"):
+        read_image(tmp_path / "empty.png")
+    with pytest.raises(DataError, match=r"gone\.jpg: image: image file not found"):
+        read_image(tmp_path / "gone.jpg")
+    assert "WARN" not in capfd.readouterr().err  # OpenCV's own lines are not shown

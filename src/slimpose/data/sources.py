@@ -92,14 +92,32 @@ def read_mat(path: str | Path, field_name: str) -> dict:
         raise DataError(str(path), field_name, f"not a readable .mat file ({e})") from None
 
 
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """BGR uint8 (H, W, 3) image, or a DataError naming the file."""
+    """BGR uint8 (H, W, 3) image, or a DataError naming the file.
+
+    Decoding goes through the file's bytes so that OpenCV prints nothing of its own, and
+    a truncated JPEG (which libjpeg decodes with grey rows and only a warning) is refused.
+    """
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if os.path.isdir(path):
+        raise DataError(str(path), "image", "is a folder, not an image file")
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(str(path), "image", "image file not found") from None
+    except OSError as e:
+        raise DataError(str(path), "image", f"cannot be read ({e.strerror or e})") from None
+    raw = data.tobytes()
+    # Cameras may pad a JPEG with zeros after its end-of-image marker.
+    if raw.startswith(_JPEG_START) and not raw.rstrip(b"\x00").endswith(_JPEG_END):
+        raise DataError(str(path), "image", "truncated JPEG (no end-of-image marker): the file is incomplete")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        problem = "image file not found" if not os.path.isfile(path) else "cannot be decoded as an image"
-        raise DataError(str(path), "image", problem)
+        raise DataError(str(path), "image", "cannot be decoded as an image" if data.size else "empty file")
     return image
 
 
