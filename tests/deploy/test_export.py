@@ -25,7 +25,7 @@ from slimpose.cli import main
 from slimpose.data.transforms import BOX_PADDING
 from slimpose.deploy.export import export_onnx
 from slimpose.deploy.runtime import OnnxPoseEstimator, crops_from_images, read_onnx_metadata
-from slimpose.keypoints import KeypointLayout, get_layout
+from slimpose.keypoints import get_layout
 from slimpose.models.registry import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, build_model, get_model_entry, list_models
 
 SIZE = (64, 64)

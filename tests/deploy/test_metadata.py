@@ -1,5 +1,7 @@
 """The runtime's metadata validation: a bad ONNX file is one RuntimeModelError naming
-the file and the field, never a raw numpy / onnxruntime / KeyError traceback.
+the file and the field, never a raw numpy / onnxruntime / KeyError traceback. And one
+normalisation per model: the training pipeline (registry ModelInfo) and the runtime
+(file metadata) build the same network input.
 
 Tiny graphs (one strided Conv: 8x8 input, 2x2 heatmaps) built with the onnx helper API,
 with slimpose metadata that is valid except for the one field each case breaks.
@@ -8,6 +10,8 @@ with slimpose metadata that is valid except for the one field each case breaks.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -15,8 +19,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from slimpose.codecs import CoordinateCodec, HeatmapCodec
+from slimpose.config import AugmentConfig
+from slimpose.data import dataset as dataset_module
+from slimpose.data.transforms import BOX_PADDING, NormalizeImage, box_to_center_scale, build_pipeline
 from slimpose.deploy.runtime import OnnxPoseEstimator, PoseModelMetadata, RuntimeModelError, read_onnx_metadata
 from slimpose.keypoints import COCO17, LSP14
+from slimpose.models.registry import ModelInfo, get_model_entry
 
 SIZE = (8, 8)
 K = COCO17.num_keypoints
@@ -178,3 +186,43 @@ def test_unknown_fields_are_kept_as_extra(tmp_path):
     meta = read_onnx_metadata(_write(tmp_path, _props(fields)))
     assert meta.extra == {"quantization": {"format": "QDQ"}}
     assert meta.to_fields() == fields
+
+
+# --------------------------------------------------------------------------- normalisation
+
+OTHER = ModelInfo(mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0), color_order="BGR")
+
+
+def test_pipeline_and_runtime_make_the_same_input_for_a_non_imagenet_model(tmp_path):
+    fields = _valid_fields() | {"mean": list(OTHER.mean), "std": list(OTHER.std), "color_order": "BGR"}
+    est = OnnxPoseEstimator(_write(tmp_path, {k: json.dumps(v) for k, v in fields.items()}))
+    image = np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    box = [3.0, 5.0, 20.0, 28.0]
+    runtime_input, centers, scales = est.preprocess(image, [box])
+
+    center, scale = box_to_center_scale(box, SIZE[1] / SIZE[0], BOX_PADDING)
+    pipeline = build_pipeline(AugmentConfig(), COCO17, SIZE, train=False,
+                              normalization=NormalizeImage(OTHER.mean, OTHER.std, to_rgb=False))
+    results = pipeline({"image": image, "center": center, "scale": scale, "rotation": 0.0,
+                        "keypoints": np.zeros((17, 2)), "visible": np.zeros(17, np.float32), "flipped": False})
+    np.testing.assert_allclose(results["image"], runtime_input[0], atol=1e-5)
+    np.testing.assert_allclose(centers[0], center)
+    np.testing.assert_allclose(scales[0], scale)
+
+
+def test_build_dataset_normalises_with_the_model_info(monkeypatch):
+    entry = get_model_entry("tinypose")
+    monkeypatch.setattr(dataset_module, "get_model_entry", lambda name: replace(entry, info=OTHER))
+    seen = {}
+
+    def fake_pipeline(*args, normalization=None, **kwargs):
+        seen["normalization"] = normalization
+        return SimpleNamespace(transforms=[])
+
+    monkeypatch.setattr(dataset_module, "build_pipeline", fake_pipeline)
+    monkeypatch.setattr(dataset_module, "build_source", lambda *a, **k: SimpleNamespace(instances=[]))
+    cfg = SimpleNamespace(model=SimpleNamespace(name="tinypose"), train=SimpleNamespace(seed=0),
+                          data=SimpleNamespace(val=None, layout="coco", input_size=list(SIZE), augment=AugmentConfig()))
+    dataset_module.build_dataset(cfg, "val", codec=None)
+    norm = seen["normalization"]
+    assert (norm.mean, norm.std, norm.to_rgb) == (OTHER.mean, OTHER.std, False)

@@ -7,8 +7,9 @@ import torch
 from torch.utils.data import Dataset
 
 from slimpose.data.sources import DataSource, build_source, read_image
-from slimpose.data.transforms import Compose, build_pipeline
+from slimpose.data.transforms import Compose, NormalizeImage, build_pipeline
 from slimpose.keypoints import get_layout
+from slimpose.models.registry import get_model_entry
 
 
 class TopdownDataset(Dataset):
@@ -79,5 +80,7 @@ def build_dataset(cfg, split: str, codec, normalize: bool = True) -> TopdownData
     layout = get_layout(cfg.data.layout)
     input_size = tuple(cfg.data.input_size)
     source = build_source(ds, layout, input_size, train=train)
-    pipeline = build_pipeline(cfg.data.augment, layout, input_size, train=train, normalize=normalize)
+    info = get_model_entry(cfg.model.name).info
+    pipeline = build_pipeline(cfg.data.augment, layout, input_size, train=train, normalize=normalize,
+                              normalization=NormalizeImage(info.mean, info.std, info.color_order == "RGB"))
     return TopdownDataset(source, pipeline, codec, train=train, seed=cfg.train.seed, input_size=input_size)

@@ -310,23 +310,26 @@ class TopdownAffine:
 
 
 class NormalizeImage:
-    """(H, W, 3) uint8 BGR → (3, H, W) float32 RGB with ImageNet mean/std (x 255)."""
+    """(H, W, 3) uint8 BGR → (3, H, W) float32, RGB unless ``to_rgb`` is False, with the
+    model's mean/std in 0-255 units (ImageNet by default)."""
 
-    def __init__(self, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB):
-        self.mean, self.std = tuple(mean), tuple(std)
+    def __init__(self, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB, to_rgb: bool = True):
+        self.mean, self.std, self.to_rgb = tuple(mean), tuple(std), bool(to_rgb)
 
     def __call__(self, results: dict, rng: np.random.Generator | None = None) -> dict:
-        results["image"] = normalize_crop(results["image"], self.mean, self.std)
+        results["image"] = normalize_crop(results["image"], self.mean, self.std, self.to_rgb)
         return results
 
     def __repr__(self) -> str:
         return "NormalizeImage()"
 
 
-def build_pipeline(aug, layout: KeypointLayout, input_size, train: bool, normalize: bool = True) -> Compose:
+def build_pipeline(aug, layout: KeypointLayout, input_size, train: bool, normalize: bool = True,
+                   normalization: NormalizeImage | None = None) -> Compose:
     """The top-down pipeline: for training flip → half body → box transform → affine →
     normalise; for validation affine → normalise. ``aug`` is an ``AugmentConfig``;
-    ``input_size`` is (H, W). ``normalize=False`` stops at the uint8 crop (pictures)."""
+    ``input_size`` is (H, W). ``normalize=False`` stops at the uint8 crop (pictures);
+    ``normalization`` is the model's (ImageNet RGB when None)."""
     aspect_ratio = input_size[1] / input_size[0]
     steps: list = []
     if train:
@@ -339,5 +342,5 @@ def build_pipeline(aug, layout: KeypointLayout, input_size, train: bool, normali
         ]
     steps.append(TopdownAffine(input_size))
     if normalize:
-        steps.append(NormalizeImage())
+        steps.append(normalization or NormalizeImage())
     return Compose(steps)
