@@ -222,3 +222,21 @@ def test_export_takes_decoding_and_input_size_from_the_checkpoint(synth, tmp_pat
 
     meta = read_onnx_metadata(onnx_path).to_fields()
     assert (meta["decode"], meta["beta"], list(meta["input_size"])) == ("softargmax", 120.0, [64, 48])
+
+
+def test_weights_tied_to_the_input_size_load_only_at_that_size(monkeypatch):
+    import dataclasses
+
+    from slimpose.models import registry
+
+    entry = registry.get_model_entry("tinypose")
+    tied = dataclasses.replace(entry, name="_tied_tiny", info=dataclasses.replace(entry.info, input_size_tied=True))
+    monkeypatch.setitem(registry._REGISTRY, "_tied_tiny", tied)
+    small = build_model("_tied_tiny", input_size=(64, 48))
+    state = {"model": small.state_dict(), "meta": {"model_name": "_tied_tiny", "input_size": [64, 48]}}
+    load_model_weights(build_model("_tied_tiny", input_size=(64, 48)), state)
+    with pytest.raises(CheckpointError, match=r"tied to its input size: the checkpoint was trained at 64x48, "
+                                              r"the model is built at 128x96; build it at 64x48"):
+        load_model_weights(build_model("_tied_tiny", input_size=(128, 96)), state)
+    # a model whose weights do not depend on the input size loads at any size
+    load_model_weights(build_model("tinypose", input_size=(128, 96)), {**state, "meta": {"input_size": [64, 48]}})

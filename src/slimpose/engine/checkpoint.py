@@ -50,6 +50,7 @@ def load_model_weights(model: nn.Module, checkpoint: str | Path | dict) -> dict:
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "checkpoint"
     state = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
     weights = model_state_from(state)
+    _check_input_size(model, state, source)
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -67,9 +68,33 @@ def load_model_weights(model: nn.Module, checkpoint: str | Path | dict) -> dict:
             parts.append("shape mismatch: " + few([f"{k} {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}" for k in shape]))
         saved = (state.get("meta") or {}).get("model_name")
         hint = f" (checkpoint is for model {saved!r})" if saved else ""
+        if shape and _input_size_tied(model):
+            hint += (f"; {model.model_name!r} has weights tied to its input size (built at "
+                     f"{_hxw(model.input_size)}): build it at the size the weights were trained at")
         raise CheckpointError(f"{source}: does not fit model {getattr(model, 'model_name', type(model).__name__)!r}{hint}: " + "; ".join(parts))
     model.load_state_dict(weights, strict=True)
     return state
+
+
+def _input_size_tied(model: nn.Module) -> bool:
+    info = getattr(model, "model_info", None)
+    return bool(info and info.input_size_tied)
+
+
+def _hxw(size) -> str:
+    return f"{int(size[0])}x{int(size[1])}"
+
+
+def _check_input_size(model: nn.Module, state: dict, source: str) -> None:
+    """A model whose weight shapes depend on the input size (LGM-Pose's token MLPs)
+    loads only a checkpoint trained at its own input size: say so, before the shapes do."""
+    saved = (state.get("meta") or {}).get("input_size")
+    if not (_input_size_tied(model) and saved) or tuple(saved) == tuple(model.input_size):
+        return
+    raise CheckpointError(
+        f"{source}: {model.model_name!r} has weights tied to its input size: the checkpoint was trained at "
+        f"{_hxw(saved)}, the model is built at {_hxw(model.input_size)}; build it at {_hxw(saved)} "
+        f"(data.input_size, or --input {_hxw(saved)})")
 
 
 def rng_state() -> dict:
