@@ -164,3 +164,12 @@ def test_bad_config_values_are_one_line_cli_errors(config_file, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("slimpose train: error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_quickstart_refuses_to_mix_into_a_previous_run(tmp_path, capsys):
+    (tmp_path / "qs" / "train").mkdir(parents=True)
+    (tmp_path / "qs" / "train" / "log.jsonl").write_text("{}\n")
+    assert cli_main(["quickstart", "--out", str(tmp_path / "qs")]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (log.jsonl)" in err and "--overwrite" in err
+    assert not (tmp_path / "qs" / "data").exists()  # refused before generating anything
