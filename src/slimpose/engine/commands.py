@@ -125,8 +125,9 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         summary = train(cfg, work_dir, resume=resuming)
     except KeyboardInterrupt:
-        print(f"\nslimpose train: interrupted; the last finished epoch is in {work_dir / 'last.pth'}. "
-              f"Continue with:\n  {resume_command(work_dir)}", file=sys.stderr)
+        last = work_dir / "last.pth"
+        kept = f"the last finished epoch is in {last}" if last.is_file() else "no epoch had finished"
+        print(f"\nslimpose train: interrupted; {kept}. Continue with:\n  {resume_command(work_dir)}", file=sys.stderr)
         return 130
     if summary.get("best") is not None:
         print(f"best {summary['main_metric']} = {summary['best']:.4f} at epoch {summary['best_epoch']}; "
