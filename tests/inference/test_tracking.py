@@ -76,13 +76,13 @@ def test_track_ids_follow_people_across_frames():
     def boxes(*poses):
         return np.array([[p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()] for p in poses])
 
-    ids0 = [t.id for t in tracks.update(np.stack([a, b]), scores, boxes(a, b), np.ones(2))]
+    ids0 = [t.id for t in tracks.update(np.stack([a, b]), scores, boxes(a, b), boxes(a, b), np.ones(2))]
     assert ids0 == [0, 1]
     # both move a little, listed in the other order: ids follow the people
     a2, b2 = a + 6, b - 4
-    ids1 = [t.id for t in tracks.update(np.stack([b2, a2]), scores, boxes(b2, a2), np.ones(2))]
+    ids1 = [t.id for t in tracks.update(np.stack([b2, a2]), scores, boxes(b2, a2), boxes(b2, a2), np.ones(2))]
     assert ids1 == [1, 0]
     # one leaves, a new one appears far away: new id, the old one ends
     c = base + [200, 300]
-    ids2 = [t.id for t in tracks.update(np.stack([a2 + 3, c]), scores, boxes(a2 + 3, c), np.ones(2))]
+    ids2 = [t.id for t in tracks.update(np.stack([a2 + 3, c]), scores, boxes(a2 + 3, c), boxes(a2 + 3, c), np.ones(2))]
     assert ids2 == [0, 2] and [t.id for t in tracks.tracks] == [0, 2]

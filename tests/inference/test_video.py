@@ -137,3 +137,30 @@ def test_a_detected_person_is_kept_and_an_unsure_track_calls_the_detector_again(
     assert {people[0].track_id for people in frames} == {0}  # same box, same id
     assert len(calls) == 6  # the pose never confirms the track, so the detector runs every frame
     np.testing.assert_allclose(frames[-1][0].box, [20, 10, 60, 90])
+
+
+class HuddledEstimator:
+    """A weak model: confident joints huddled in the middle fifth of the box, so the
+    keypoint box is much smaller than the person's detection box."""
+
+    layout = get_layout("lsp")
+
+    def __call__(self, image, boxes_xywh, flip=False):
+        b = np.asarray(boxes_xywh, float).reshape(-1, 4)
+        spread = np.linspace(-0.1, 0.1, 14)[:, None]
+        kpts = b[:, None, :2] + b[:, None, 2:] * (0.5 + spread)
+        return kpts.astype(np.float32), np.full((len(b), 14), 0.9, np.float32)
+
+
+@pytest.mark.parametrize("det_every", [1, 4])
+def test_a_weak_pose_model_does_not_spawn_duplicate_tracks(det_every):
+    frame_index = iter(range(100))
+
+    def moving_person(image, image_id=None):
+        x = 20 + 3 * next(frame_index)
+        return np.array([[x, 10, x + 40, 90]], np.float32), np.array([0.8], np.float32)
+
+    tracker = PoseTracker(HuddledEstimator(), moving_person, det_every=det_every)
+    frames = [tracker(np.zeros((100, 200, 3), np.uint8)) for _ in range(12)]
+    assert [len(people) for people in frames] == [1] * 12
+    assert {people[0].track_id for people in frames} == {0}

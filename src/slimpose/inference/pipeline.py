@@ -23,7 +23,7 @@ import numpy as np
 
 from slimpose.errors import SlimposeError
 from slimpose.inference.detectors import WholeImageDetector, clip_boxes
-from slimpose.inference.tracking import OneEuroFilter, PoseTracks, box_iou, keypoint_box
+from slimpose.inference.tracking import OneEuroFilter, PoseTracks, box_inside, keypoint_box
 from slimpose.metrics.coco import oks_nms
 
 # COCO's rescoring (SPEC section 2): keypoints above this count towards a person's score.
@@ -52,11 +52,12 @@ def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.nda
     return box_scores * mean
 
 
-def covered(boxes: np.ndarray, by: np.ndarray, iou: float = 0.5) -> np.ndarray:
-    """Which ``boxes`` overlap one of ``by`` with at least ``iou``."""
+def covered(boxes: np.ndarray, by: np.ndarray, fraction: float = 0.5) -> np.ndarray:
+    """Which ``boxes`` lie at least ``fraction`` inside one of ``by``. Not IoU: a track
+    box from keypoints can be much smaller than the person's detection box."""
     if not len(by):
         return np.zeros(len(boxes), bool)
-    return box_iou(boxes, by).max(axis=1) >= iou
+    return box_inside(boxes, by).max(axis=1) >= fraction
 
 
 def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
@@ -74,14 +75,17 @@ class PoseTracker:
     consecutive frames tracks people: each person's next box comes from their keypoints,
     the detector runs every ``det_every`` frames or when someone is lost, ids are kept by
     box IoU / keypoint similarity, and with ``smooth`` the keypoints go through a One-Euro
-    filter (``min_cutoff`` Hz, ``beta`` per person height per second).
+    filter (``min_cutoff`` Hz, ``beta`` per person height per second). A tracked person
+    that ``max_missed`` detector runs in a row do not confirm is dropped: a track that
+    drifted onto the background ends, a real person is found again by the detector.
     ``refine`` (default: on with the whole-image detector) re-runs the pose on the box of
     its own confident keypoints, so a person who does not fill the frame is cropped right.
     """
 
     def __init__(self, pose_model, detector=None, *, flip: bool = False, det_every: int = 1,
                  refine: bool | None = None, smooth: bool = False, min_cutoff: float = 1.0, beta: float = 5.0,
-                 kpt_thr: float = 0.3, oks_nms_thr: float = 0.9, threads: int | None = None):
+                 kpt_thr: float = 0.3, oks_nms_thr: float = 0.9, max_missed: int = 1,
+                 threads: int | None = None):
         if isinstance(pose_model, (str, Path)):
             from slimpose.deploy.runtime import OnnxPoseEstimator
 
@@ -94,7 +98,7 @@ class PoseTracker:
         self.flip, self.det_every, self.smooth = flip, int(det_every), smooth
         self.new_filter = partial(OneEuroFilter, min_cutoff, beta)
         self.new_filter()  # bad parameters fail here, not at the first tracked frame
-        self.kpt_thr, self.oks_nms_thr = kpt_thr, oks_nms_thr
+        self.kpt_thr, self.oks_nms_thr, self.max_missed = kpt_thr, oks_nms_thr, int(max_missed)
         self.sigmas = self.pose.layout.sigmas_array()
         self.tracks = PoseTracks(self.sigmas, kpt_thr=kpt_thr)
         self.frame_index = 0
@@ -162,32 +166,34 @@ class PoseTracker:
         t = self.frame_index / 30.0 if timestamp is None else float(timestamp)
         tracked = self.tracks.tracks
         due = not tracked or self.frame_index % self.det_every == 0
-        track_boxes = np.asarray([tr.box for tr in tracked], np.float32).reshape(-1, 4)
-        track_scores = np.asarray([tr.score for tr in tracked], np.float32)
         detected: list[Person] = []
+        if not due:
+            followed = self.follow(frame, tracked)
+            people = [p for p in followed if self._next_box(p) is not None]
+            # Someone was lost: look for them in this frame rather than the next.
+            due = len(people) < len(followed)
         if due:
             boxes, box_scores = self.detect(frame, image_id)
             detected = self.people_in(frame, boxes, box_scores, self.refine)
-            # People the detector missed this time stay tracked through their own boxes.
+            # People the detector missed this time stay followed through their own boxes,
+            # unless it has missed them before.
+            track_boxes = np.asarray([tr.box for tr in tracked], np.float32).reshape(-1, 4)
             missed = ~covered(track_boxes, boxes)
-            track_boxes, track_scores = track_boxes[missed], track_scores[missed]
-        followed = self.people_in(frame, clip_boxes(track_boxes, frame.shape), track_scores, refine=False)
-        # A followed person whose pose is no longer confident is lost; a detected one is
-        # kept (the detector vouches for them) and followed in their detection box.
-        kept = [p for p in followed if self._next_box(p) is not None]
-        if not due and len(kept) < len(followed):
-            # Someone was lost: look for them in this frame rather than the next.
-            boxes, box_scores = self.detect(frame, image_id)
-            new = ~covered(boxes, np.asarray([p.box for p in kept], np.float32).reshape(-1, 4))
-            detected = self.people_in(frame, boxes[new], box_scores[new], self.refine)
-        people = self._deduplicate(detected + kept)
+            followed = self.follow(frame, [tr for tr, m in zip(tracked, missed) if m and tr.missed < self.max_missed])
+            people = self._deduplicate(detected + [p for p in followed if self._next_box(p) is not None])
+        # A detected person is kept even with an unsure pose (the detector vouches for
+        # them) and followed in their detection box.
         k = self.pose.layout.num_keypoints
         next_boxes = [self._next_box(p) for p in people]
         next_boxes = [p.box if b is None else b for p, b in zip(people, next_boxes)]
         tracks = self.tracks.update(np.asarray([p.keypoints for p in people]).reshape(-1, k, 2),
                                     np.asarray([p.keypoint_scores for p in people]).reshape(-1, k),
+                                    np.asarray([p.box for p in people], np.float32).reshape(-1, 4),
                                     clip_boxes(np.asarray(next_boxes, np.float32).reshape(-1, 4), frame.shape),
                                     np.asarray([p.box_score for p in people], np.float32))
+        if due:
+            for person, track in zip(people, tracks):
+                track.missed = 0 if any(person is d for d in detected) else track.missed + 1
         for person, track in zip(people, tracks):
             person.track_id = track.id
             if self.smooth:
@@ -197,6 +203,11 @@ class PoseTracker:
                 person.keypoints = track.filter(person.keypoints, t, scale=height).astype(np.float32)
         self.frame_index += 1
         return sorted(people, key=lambda p: p.track_id)
+
+    def follow(self, frame: np.ndarray, tracks) -> list[Person]:
+        """Poses in the tracks' own boxes (from their last keypoints)."""
+        boxes = clip_boxes(np.asarray([tr.box for tr in tracks], np.float32).reshape(-1, 4), frame.shape)
+        return self.people_in(frame, boxes, np.asarray([tr.score for tr in tracks], np.float32), refine=False)
 
     def _deduplicate(self, people: list[Person]) -> list[Person]:
         if len(people) < 2:

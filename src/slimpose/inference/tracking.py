@@ -72,23 +72,38 @@ def keypoint_box(keypoints: np.ndarray, scores: np.ndarray, thr: float, expand: 
     return np.concatenate([center - half, center + half])
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of xyxy boxes."""
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+
+
+def _intersections(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda z: np.prod(np.clip(z[:, 2:] - z[:, :2], 0, None), axis=1)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None] - inter
+    return np.prod(np.clip(rb - lt, 0, None), axis=2), _areas(a), _areas(b)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes."""
+    inter, area_a, area_b = _intersections(a, b)
+    union = area_a[:, None] + area_b[None] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
+def box_inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)): the fraction of each box of ``a`` that lies inside each of ``b``."""
+    inter, area_a, _ = _intersections(a, b)
+    return np.where(area_a[:, None] > 0, inter / np.maximum(area_a[:, None], 1e-9), 0.0)
+
+
 def pose_similarity(kpts_a, scores_a, boxes_a, kpts_b, scores_b, boxes_b, sigmas, thr: float) -> np.ndarray:
-    """(len(a), len(b)) similarity: the larger of box IoU and keypoint OKS (joints
-    confident in both poses, scale = mean box area). IoU holds for a person whose pose
-    changes fast; OKS keeps two overlapping people apart."""
-    sim = box_iou(boxes_a, boxes_b)
+    """(len(a), len(b)) similarity of tracks ``a`` to people ``b``: the larger of the
+    fraction of a track's box inside a person's box and the keypoint OKS (joints
+    confident in both poses, scale = mean box area). The box term holds for a person
+    whose pose changes fast, and for a detection box larger than the keypoints' box;
+    OKS keeps two overlapping people apart."""
+    sim = box_inside(boxes_a, boxes_b)
     if not len(kpts_a) or not len(kpts_b):
         return sim
     area_a = np.prod(boxes_a[:, 2:] - boxes_a[:, :2], axis=1)
@@ -115,19 +130,20 @@ def greedy_match(similarity: np.ndarray, thr: float) -> list[tuple[int, int]]:
 @dataclass
 class Track:
     id: int
-    box: np.ndarray  # xyxy from the last pose, for the next frame
+    box: np.ndarray  # xyxy to find the person in next (from the last pose)
     keypoints: np.ndarray
     keypoint_scores: np.ndarray
     score: float = 1.0  # the box score it started from, carried while tracked
     filter: OneEuroFilter | None = None
-    age: int = 0
+    missed: int = 0  # detector runs in a row that did not confirm this person
 
 
 @dataclass
 class PoseTracks:
     """Track ids across frames. ``update`` takes this frame's people (keypoints, scores,
-    their boxes xyxy, box scores) and returns each one's track, starting new tracks
-    for people matched to none and ending tracks matched by no one."""
+    the boxes xyxy they were found in, the boxes to follow them in next, box scores) and
+    returns each one's track, starting new tracks for people matched to none and ending
+    tracks matched by no one."""
 
     sigmas: np.ndarray
     kpt_thr: float = 0.3
@@ -135,7 +151,7 @@ class PoseTracks:
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
 
-    def update(self, keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray,
+    def update(self, keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray, next_boxes: np.ndarray,
                box_scores: np.ndarray) -> list[Track]:
         prev = self.tracks
         sim = pose_similarity(np.asarray([t.keypoints for t in prev]).reshape(-1, *keypoints.shape[1:]),
@@ -147,11 +163,10 @@ class PoseTracks:
         for j in range(len(keypoints)):
             track = owner.get(j)
             if track is None:
-                track = Track(self.next_id, boxes[j], keypoints[j], scores[j])
+                track = Track(self.next_id, next_boxes[j], keypoints[j], scores[j])
                 self.next_id += 1
-            track.box, track.keypoints, track.keypoint_scores = boxes[j], keypoints[j], scores[j]
+            track.box, track.keypoints, track.keypoint_scores = next_boxes[j], keypoints[j], scores[j]
             track.score = float(box_scores[j])
-            track.age += 1
             tracks.append(track)
         self.tracks = tracks
         return tracks
