@@ -99,9 +99,14 @@ def test_pack_a_run_then_use_it_by_name(tmp_path):
     est = OnnxPoseEstimator(resolve_model_file("tiny_lsp", shipped))
     kpts, scores = est(np.zeros((120, 80, 3), np.uint8))
     assert kpts.shape == (1, 14, 2) and scores.shape == (1, 14)
-    # the fp16 checkpoint evaluates through the engine
+    # the fp16 checkpoint evaluates through the engine, by name
+    import slimpose.weights
+
+    assert resolve_checkpoint("tiny_lsp", shipped).name == "tiny_lsp.pth"
     out = tmp_path / "eval.json"
-    assert cli_main(["eval", "--checkpoint", str(resolve_checkpoint("tiny_lsp", shipped)), "--out", str(out)]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(slimpose.weights, "WEIGHTS_DIR", shipped)
+        assert cli_main(["eval", "--checkpoint", "tiny_lsp", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["PCK"] == pytest.approx(w.val_pck / 100, abs=1e-3)
 
 

@@ -137,7 +137,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="experiment YAML (default: the config stored in the checkpoint)")
-    p.add_argument("--checkpoint", help="trained weights (.pth)")
+    p.add_argument("--checkpoint", help="trained weights (.pth), or a shipped weight name (see 'slimpose weights')")
     p.add_argument("--no-flip", action="store_true", help="turn the flip test off")
     p.add_argument("--boxes", help="COCO person-detection results JSON to use instead of ground-truth boxes")
     p.add_argument("--decode", choices=["argmax", "dark", "softargmax"], help="heatmap decoding")
@@ -185,6 +185,9 @@ def _eval_checkpoint(args: argparse.Namespace) -> int:
     from slimpose.engine.train import build_codec_for, build_model_for
     from slimpose.data.dataset import build_dataset
 
+    from slimpose.weights import resolve_checkpoint
+
+    args.checkpoint = str(resolve_checkpoint(args.checkpoint))
     ckpt = load_checkpoint(args.checkpoint)
     overrides = list(args.set)
     if args.boxes:

@@ -72,11 +72,13 @@ class ShippedWeight:
             raise WeightsError(f"{self.path}: sha256 differs from the manifest of {self.name!r} (damaged file?)")
 
 
-def list_weights(directory: str | Path = WEIGHTS_DIR) -> list[ShippedWeight]:
-    return [ShippedWeight.from_manifest(p) for p in sorted(Path(directory).glob("*.json"))]
+def list_weights(directory: str | Path | None = None) -> list[ShippedWeight]:
+    """The weights in ``directory`` (default: the package's own)."""
+    folder = Path(directory) if directory is not None else WEIGHTS_DIR
+    return [ShippedWeight.from_manifest(p) for p in sorted(folder.glob("*.json"))]
 
 
-def get_weight(name: str, directory: str | Path = WEIGHTS_DIR) -> ShippedWeight:
+def get_weight(name: str, directory: str | Path | None = None) -> ShippedWeight:
     weights = {w.name: w for w in list_weights(directory)}
     if name not in weights:
         known = ", ".join(sorted(weights)) or "none"
@@ -84,7 +86,7 @@ def get_weight(name: str, directory: str | Path = WEIGHTS_DIR) -> ShippedWeight:
     return weights[name]
 
 
-def resolve_model_file(name_or_path: str | Path, directory: str | Path = WEIGHTS_DIR) -> Path:
+def resolve_model_file(name_or_path: str | Path, directory: str | Path | None = None) -> Path:
     """An ONNX path as given, or the ONNX file of a shipped weight name."""
     path = Path(name_or_path)
     if path.is_file():
@@ -95,7 +97,7 @@ def resolve_model_file(name_or_path: str | Path, directory: str | Path = WEIGHTS
     return get_weight(str(name_or_path), directory).path
 
 
-def resolve_checkpoint(name_or_path: str | Path, directory: str | Path = WEIGHTS_DIR) -> Path:
+def resolve_checkpoint(name_or_path: str | Path, directory: str | Path | None = None) -> Path:
     """A checkpoint path as given, or the torch checkpoint shipped with a weight name."""
     path = Path(name_or_path)
     if path.is_file() or path.suffix or len(path.parts) > 1:

@@ -29,7 +29,7 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="pack: the weight's name, e.g. lpn_50_lsp_128x96")
     p.add_argument("--checkpoint", help="pack: the checkpoint to ship (default: RUN/best.pth)")
     p.add_argument("--command", default="", help="pack: the exact command that trained it (recorded)")
-    p.add_argument("--dir", default=str(WEIGHTS_DIR), help=argparse.SUPPRESS)
+    p.add_argument("--dir", default=None, help=argparse.SUPPRESS)
 
 
 def run_weights(args: argparse.Namespace) -> int:
@@ -100,7 +100,7 @@ def _pack(args: argparse.Namespace) -> int:
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
 
-    out_dir = Path(args.dir)
+    out_dir = Path(args.dir) if args.dir else WEIGHTS_DIR
     onnx_path, pth_path, manifest_path = (out_dir / f"{args.name}{ext}" for ext in (".onnx", ".pth", ".json"))
     layout = get_layout(cfg.data.layout)
     size = tuple(cfg.data.input_size)
