@@ -58,13 +58,13 @@ def test_all_variants_registered_and_tied_to_input_size():
 def test_unfold_fold_is_an_exact_inverse():
     x = torch.randn(2, 5, 8, 6)
     u = unfold_patches(x)
-    assert u.shape == (2, 5, 4, 12)
+    assert u.shape == (2, 4, 5, 12)
     assert torch.equal(fold_patches(u, 8, 6), x)  # bit for bit
-    # u[b, c, p, n]: position p = (i, j) of patch n = (row, col), patches in row-major order
+    # u[b, p, c, n]: position p = (i, j) of patch n = (row, col), patches in row-major order
     for p, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
         for n in (0, 4, 11):
             row, col = divmod(n, 3)
-            assert torch.equal(u[:, :, p, n], x[:, :, 2 * row + i, 2 * col + j])
+            assert torch.equal(u[:, p, :, n], x[:, :, 2 * row + i, 2 * col + j])
 
 
 def _changed_positions(fn, x: torch.Tensor, pixel: tuple[int, int], channel: int = 1) -> torch.Tensor:
@@ -105,23 +105,23 @@ def test_n_mlp_mixes_across_patches_and_p_mlp_within_a_patch():
 def test_fast_p_mlp_equals_the_transposed_formulation():
     torch.manual_seed(0)
     larm = _randomise(LARM(num_patches=24), seed=1)
-    u = torch.randn(2, 7, 4, 24)
-    straightforward = larm.pixel_mlp(u.transpose(-1, -2)).transpose(-1, -2)
+    u = torch.randn(2, 4, 7, 24)
+    straightforward = larm.pixel_mlp(u.movedim(1, -1)).movedim(-1, 1)
     torch.testing.assert_close(larm._mix_within_patches(u), straightforward, rtol=1e-5, atol=1e-5)
 
 
 def _reference_block(block: MobileViMBlock, x: torch.Tensor) -> torch.Tensor:
     """MobileViM as the paper draws it: 1x1 to d on the map, unfold at width d, N-MLP,
-    transpose, P-MLP, transpose back, fold, 1x1 back (MobileViT's resize for odd sides)."""
+    P to the last axis, P-MLP, back, fold, 1x1 back (MobileViT's resize for odd sides)."""
     y = block.to_dim(block.local(x))
     h, w = y.shape[-2:]
     he, we = _even(h), _even(w)
     if (he, we) != (h, w):
         y = F.interpolate(y, size=(he, we), mode="bilinear", align_corners=False)
-    u = unfold_patches(y)
+    u = unfold_patches(y)  # (B, P, d, N)
     if isinstance(block.mixer, LARM):
         u = block.mixer.token_mlp(u)
-        u = block.mixer.pixel_mlp(u.transpose(-1, -2)).transpose(-1, -2)
+        u = block.mixer.pixel_mlp(u.movedim(1, -1)).movedim(-1, 1)
     else:
         u = block.mixer(u)
     y = fold_patches(u, he, we)

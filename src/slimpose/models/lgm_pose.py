@@ -77,22 +77,35 @@ PATCH_AREA = PATCH * PATCH
 
 
 def unfold_patches(x: torch.Tensor) -> torch.Tensor:
-    """(B, d, H, W) → (B, d, P, N): position p of patch n, patches in row-major order."""
-    b, d, h, w = x.shape
-    return F.pixel_unshuffle(x, PATCH).reshape(b, d, PATCH_AREA, (h // PATCH) * (w // PATCH))
+    """(B, C, H, W) → (B, P, C, N): position p = (i, j) of patch n, patches in row-major
+    order (the paper's P x d x N layout)."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // PATCH, PATCH, w // PATCH, PATCH).permute(0, 3, 5, 1, 2, 4)
+    return x.reshape(b, PATCH_AREA, c, (h // PATCH) * (w // PATCH))
 
 
-def fold_patches(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def fold_patches(u: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The inverse of :func:`unfold_patches`."""
-    b, d = x.shape[:2]
-    return F.pixel_shuffle(x.reshape(b, d * PATCH_AREA, height // PATCH, width // PATCH), PATCH)
+    b, _, c, _ = u.shape
+    u = u.reshape(b, PATCH, PATCH, c, height // PATCH, width // PATCH).permute(0, 3, 4, 1, 5, 2)
+    return u.reshape(b, c, height, width)
+
+
+def _pointwise(conv: nn.Module, u: torch.Tensor) -> torch.Tensor:
+    """A 1x1 conv (with its BN and activation) on (B, P, C, N) patches: the four patch
+    positions go into the batch, so it runs as a plain conv on (B*P, C, N, 1) maps.
+    A 1x1 conv acts on each pixel alone, so this equals applying it before the unfold
+    (batch norm statistics included: the same pixels, grouped differently)."""
+    b, p, c, n = u.shape
+    out = conv(u.reshape(b * p, c, n, 1))
+    return out.reshape(b, p, out.shape[1], n)
 
 
 class LARM(nn.Module):
-    """Lightweight Attentional Representation Module on a (B, d, H, W) map with H*W = 4N.
+    """Lightweight Attentional Representation Module on (B, P, d, N) patches.
 
-    The N-MLP mixes the same patch position across all N patches, the P-MLP the four
-    positions within each patch.
+    The N-MLP mixes the same patch position across all N patches (a Linear over the last
+    axis), the P-MLP the four positions within each patch (over axis 1).
     """
 
     def __init__(self, num_patches: int, token_ratio: float = 0.5, pixel_hidden: int = 16):
@@ -102,20 +115,21 @@ class LARM(nn.Module):
         self.pixel_mlp = TokenMLP(PATCH_AREA, pixel_hidden)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """(B, d, P, N) patches (see :func:`unfold_patches`) → the same layout."""
+        """(B, P, d, N) patches (see :func:`unfold_patches`) → the same layout."""
         return self._mix_within_patches(self.token_mlp(u))
 
     def _mix_within_patches(self, u: torch.Tensor) -> torch.Tensor:
-        """``pixel_mlp`` along dim -2 of (B, d, P, N): the same maths as
-        ``pixel_mlp(u.transpose(-1, -2)).transpose(-1, -2)``, written as matmuls with the
-        weights on the left so that no transpose of the d x P x N map is needed (ONNX
-        Runtime spends more time on those transposes than on the P-MLP itself)."""
+        """``pixel_mlp`` along axis 1 of (B, P, d, N): the same maths as
+        ``pixel_mlp(u.movedim(1, -1)).movedim(-1, 1)``, with P taken as the channel axis
+        so that the two Linear layers run as 1x1 convolutions (bias included, one GEMM
+        each) and the d x P x N map is never transposed; in ONNX Runtime those transposes
+        cost more than the P-MLP itself."""
         mlp = self.pixel_mlp
-        centred = u - u.mean(dim=-2, keepdim=True)
-        normed = centred * torch.rsqrt(centred.square().mean(dim=-2, keepdim=True) + mlp.norm.eps)
-        normed = normed * mlp.norm.weight[:, None] + mlp.norm.bias[:, None]
-        hidden = mlp.act(torch.matmul(mlp.fc1.weight, normed) + mlp.fc1.bias[:, None])
-        return u + torch.matmul(mlp.fc2.weight, hidden) + mlp.fc2.bias[:, None]
+        centred = u - u.mean(dim=1, keepdim=True)
+        normed = centred * torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + mlp.norm.eps)
+        normed = normed * mlp.norm.weight[:, None, None] + mlp.norm.bias[:, None, None]
+        hidden = mlp.act(F.conv2d(normed, mlp.fc1.weight[:, :, None, None], mlp.fc1.bias))
+        return u + F.conv2d(hidden, mlp.fc2.weight[:, :, None, None], mlp.fc2.bias)
 
 
 class SelfAttention(nn.Module):
@@ -149,9 +163,8 @@ class TransformerMixer(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """(B, d, P, N) patches → the same layout."""
-        tokens = self.norm(self.layers(u.permute(0, 2, 3, 1)))  # (B, P, N, d)
-        return tokens.permute(0, 3, 1, 2)
+        """(B, P, d, N) patches → the same layout."""
+        return self.norm(self.layers(u.transpose(-1, -2))).transpose(-1, -2)  # tokens (B, P, N, d)
 
 
 class MobileViMBlock(nn.Module):
@@ -179,10 +192,11 @@ class MobileViMBlock(nn.Module):
             # the (non-linear) 1x1 conv back. The resize commutes with to_dim (no bias).
             he, we = _even(h), _even(w)
             y = F.interpolate(y, size=(he, we), mode="bilinear", align_corners=False)
-            y = fold_patches(self.mixer(self.to_dim(unfold_patches(y))), he, we)
+            y = fold_patches(self.mixer(_pointwise(self.to_dim, unfold_patches(y))), he, we)
             y = self.from_dim(F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False))
         else:
-            y = fold_patches(self.from_dim(self.mixer(self.to_dim(unfold_patches(y)))), h, w)
+            u = self.mixer(_pointwise(self.to_dim, unfold_patches(y)))
+            y = fold_patches(_pointwise(self.from_dim, u), h, w)
         return self.fuse(torch.cat([x, y], dim=1))
 
 
