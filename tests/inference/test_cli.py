@@ -111,6 +111,8 @@ def test_bad_input_is_one_line_error(tiny_onnx, tmp_path, capsys):
     (run_dir / "config.yaml").write_text("model: {name: lpn_50}\n")
     err = _error_of(capsys, ["infer", str(run_dir / "best.pth"), str(image), *out])
     assert f"slimpose export lpn_50 --checkpoint {run_dir / 'best.pth'} --out {run_dir / 'best.onnx'}" in err
+    assert "no shipped weight named 'no_such_weight'" in _error_of(capsys, ["infer", "no_such_weight", str(image), *out])
+    assert "model file not found" in _error_of(capsys, ["infer", str(tmp_path / "gone.onnx"), str(image), *out])
     far = tmp_path / "far.json"
     far.write_text(json.dumps([{"image_id": "ok.png", "category_id": 1, "bbox": [500, 500, 20, 20], "score": 1}]))
     assert "lies outside image" in _error_of(capsys, ["infer", model, str(image), "--detector", f"boxes:{far}", *out])

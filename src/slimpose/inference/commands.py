@@ -82,15 +82,9 @@ def resolve_model(model: str) -> Path:
         onnx = path.with_suffix(".onnx")
         raise SlimposeError(f"{path}: a PyTorch checkpoint; infer runs exported ONNX models. Export it first: "
                             f"slimpose export {_model_name_near(path)} --checkpoint {path} --out {onnx}")
-    if path.is_file():
-        return path
-    if path.suffix.lower() == ".onnx" or os.sep in model:
-        raise SlimposeError(f"{path}: ONNX model not found")
-    try:
-        from slimpose.weights import resolve_model_file
-    except ImportError:
-        raise SlimposeError(f"{model}: no such ONNX file (this slimpose ships no weight names)") from None
-    return Path(resolve_model_file(model))
+    from slimpose.weights import resolve_model_file
+
+    return resolve_model_file(model)
 
 
 def _check_layout(estimator, wanted: str | None) -> None:
