@@ -295,8 +295,7 @@ class YoloV8(_Format):
 _NANODET = re.compile(r"^(cls|dis)_pred_stride_(\d+)$")
 
 
-def recognise_format(inputs: list[tuple[str, list]], outputs: list[tuple[str, list]],
-                     size: tuple[int, int]) -> _Format:
+def recognise_format(outputs: list[tuple[str, list]], size: tuple[int, int]) -> _Format | None:
     """The detector format of a graph from its output names and shapes, or None."""
     names = {n: s for n, s in outputs}
     if "dets" in names and "labels" in names:
@@ -347,7 +346,7 @@ class OnnxDetector:
         outputs = [(o.name, o.shape) for o in self.session.get_outputs()]
         self.input_name = inputs[0][0]
         self.input_size = self._input_size(inputs, input_size)
-        self.format = recognise_format(inputs, outputs, self.input_size) if len(inputs) == 1 else None
+        self.format = recognise_format(outputs, self.input_size) if len(inputs) == 1 else None
         if self.format is None:
             raise DetectorError(f"{self.path}: not a person detector format slimpose reads (YOLOX raw or "
                                 f"end-to-end, NanoDet, YOLOv8/YOLO11); inputs: {_describe(inputs)}; "
