@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import COCO_VAL, COCO_VAL_ANN, ENV, YOLOX, need, textured_image
+from infer_testdata import COCO_VAL, COCO_VAL_ANN, ENV, YOLOX, need, textured_image
 from slimpose.cli import main
 
 COCO_IMAGES = ("000000343803.jpg", "000000350679.jpg")

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import COCO_VAL, NANODET, YOLOX, need, textured_image
+from infer_testdata import COCO_VAL, NANODET, YOLOX, need, textured_image
 from slimpose.errors import SlimposeError
 from slimpose.inference.detectors import (
     BoxesFileDetector,

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import LSPET, need
+from infer_testdata import LSPET, need
 from slimpose.data.transforms import box_to_center_scale
 from slimpose.inference.pipeline import PoseTracker
 from slimpose.keypoints import get_layout

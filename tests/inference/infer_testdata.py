@@ -1,0 +1,34 @@
+"""Paths of the real data and detectors in ../shared, and small test helpers (a module
+with its own name, so that it never collides with another folder's conftest)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+MODELS = SHARED / "models"
+YOLOX = MODELS / "yolox_nano_416x416.onnx"
+NANODET = MODELS / "nanodet_m_416.onnx"
+COCO_VAL = SHARED / "data" / "coco-mini" / "val2017"
+COCO_VAL_ANN = SHARED / "data" / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
+LSPET = SHARED / "data" / "lspet"
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+       "OMP_NUM_THREADS": "1"}
+POSE_SIZE = (64, 48)
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+def textured_image(seed: int, h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (5, 5), 2)
