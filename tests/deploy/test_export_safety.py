@@ -98,3 +98,15 @@ def test_export_uses_the_registry_normalisation(tmp_path):
     meta = export_onnx(model, tmp_path / "t.onnx", SIZE, COCO17, check=False)["metadata"]
     assert (meta.mean, meta.std, meta.color_order) == (model.model_info.mean, model.model_info.std, "RGB")
     assert np.isfinite(meta.box_padding)
+
+
+def test_graph_onnx_runtime_cannot_load_is_an_export_error(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    def cannot_load(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Invalid attribute perm\n")
+
+    monkeypatch.setattr(ort, "InferenceSession", cannot_load)
+    with pytest.raises(ExportError, match="cannot load the exported graph.*perm\\). Nothing was written$"):
+        export_onnx(ExportsDifferently(0.0), tmp_path / "m.onnx", SIZE, COCO17)
+    assert not (tmp_path / "m.onnx").exists()

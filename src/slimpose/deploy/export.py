@@ -199,7 +199,10 @@ def export_onnx(
               "max_abs_output_random": None, "max_abs_output_real": None, "tolerance": tolerance,
               "output_shape": list(metadata.output_shape), "metadata": metadata}
     if check:
-        result.update(_parity(deployed, model_bytes, (h, w), batch, dynamic_batch, real_crops, seed))
+        try:
+            result.update(_parity(deployed, model_bytes, (h, w), batch, dynamic_batch, real_crops, seed))
+        except ExportError as e:
+            raise ExportError(f"model {model_name!r}: {e}. Nothing was written") from None
         _fail_above_tolerance(model_name, result, tolerance)
     with atomic_write(out_path, "wb") as f:
         f.write(model_bytes)
@@ -214,7 +217,10 @@ def _parity(deployed: nn.Module, model_bytes: bytes, size: tuple[int, int], batc
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1  # a correctness check; one thread is deterministic and never oversubscribes
-    session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own error types: a graph it cannot type-check or run
+        raise ExportError(f"ONNX Runtime cannot load the exported graph ({' '.join(str(e).split())})") from None
     per_batch = 0 if dynamic_batch else batch
     rng = np.random.default_rng(seed)
     random_x = rng.standard_normal((2 if dynamic_batch else 2 * batch, 3, h, w)).astype(np.float32)
