@@ -50,12 +50,14 @@ def _decode_json_props(props: dict[str, str], source) -> dict:
 
 
 def _read_layout(fields: dict) -> KeypointLayout:
+    if "layout" not in fields:
+        raise MetadataFieldError("layout", "missing")
     try:
         layout = KeypointLayout.from_dict(fields["layout"])
         layout.sigmas_array()  # numbers, not strings: OKS reads them
         layout.flip_index  # noqa: B018 - integer pairs
     except KeyError as e:
-        raise MetadataFieldError("layout", f"missing ({e.args[0]!r} absent)" if e.args[0] != "layout" else "missing") from None
+        raise MetadataFieldError("layout", f"lacks {e.args[0]!r}") from None
     except (TypeError, ValueError, AttributeError) as e:
         raise MetadataFieldError("layout", f"not a keypoint layout ({e})") from None
     return layout
