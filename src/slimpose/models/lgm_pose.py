@@ -133,7 +133,7 @@ class LARM(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Pre-norm multi-head self-attention with a residual over (..., N, d) tokens."""
+    """Pre-norm multi-head self-attention with a residual, over the N tokens of each P."""
 
     def __init__(self, dim: int, head_dim: int = 32):
         super().__init__()
@@ -143,11 +143,12 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        *lead, n, d = t.shape
-        qkv = self.qkv(self.norm(t)).reshape(*lead, n, 3, self.heads, d // self.heads)
-        q, k, v = qkv.movedim(-3, 0).transpose(-2, -3).unbind(0)  # each (..., heads, N, d/heads)
+        """(B, P, N, d) tokens → the same shape."""
+        b, p, n, d = t.shape
+        qkv = self.qkv(self.norm(t)).reshape(b, p, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, P, heads, N, d/heads)
         attn = torch.matmul(q, k.transpose(-1, -2) * (d // self.heads) ** -0.5).softmax(-1)
-        out = torch.matmul(attn, v).transpose(-2, -3).reshape(*lead, n, d)
+        out = torch.matmul(attn, v).transpose(2, 3).reshape(b, p, n, d)
         return t + self.proj(out)
 
 
