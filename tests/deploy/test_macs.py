@@ -51,3 +51,4 @@ def test_convolutions_keep_the_papers_convention():
     model = nn.Sequential(conv, deconv)
     h, w = 6, 5
     assert count_macs(model, (h, w)) == 8 * 3 * 9 * h * w + 8 * (4 // 2) * 16 * h * w  # deconv per input pixel
+

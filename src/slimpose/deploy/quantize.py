@@ -40,6 +40,16 @@ class _CropReader:
         self.pos = 0
 
 
+def cpu_lacks_vnni(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """True on an x86 CPU whose flags list no VNNI (AVX512-VNNI or AVX-VNNI)."""
+    try:
+        flags = next((line for line in Path(cpuinfo).read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    words = set(flags.split(":", 1)[-1].split())
+    return "avx2" in words and not words & {"avx512_vnni", "avx_vnni"}
+
+
 def quantize_int8(
     onnx_in: str | Path,
     onnx_out: str | Path,
@@ -50,14 +60,18 @@ def quantize_int8(
     activation_type: str = "uint8",
     calibrate_method: str = "minmax",
     exclude_ops: tuple[str, ...] = (),
+    reduce_range: bool | None = None,
 ) -> dict:
     """Static INT8 quantisation (QDQ) of ``onnx_in`` into ``onnx_out``.
 
     ``calibration_crops``: (M, 3, H, W) float32 normalised network inputs. Weights are
     signed INT8 (per output channel with ``per_channel``), activations unsigned INT8
     ("uint8", the U8S8 scheme ORT recommends on x86) or "int8". ``calibrate_method``:
-    "minmax", "entropy" or "percentile". The slimpose ``metadata_props`` are copied to
-    the result (plus a ``quantization`` entry). Returns a summary dict.
+    "minmax", "entropy" or "percentile". ``reduce_range`` quantises weights to 7 bits;
+    None = on where the CPU lacks VNNI, whose U8S8 kernels (AVX2 ``vpmaddubsw``) saturate
+    16-bit sums of full-range products (ONNX Runtime's advice). The slimpose
+    ``metadata_props`` are copied to the result (plus a ``quantization`` entry). Returns
+    a summary dict.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -83,7 +97,10 @@ def quantize_int8(
         raise SlimposeError(f"unknown calibration method {calibrate_method!r}; use {', '.join(methods)}")
     act = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[activation_type]
 
-    info = {"format": "QDQ", "weights": "int8" + (" per-channel" if per_channel else " per-tensor"),
+    if reduce_range is None:
+        reduce_range = activation_type == "uint8" and cpu_lacks_vnni()
+    info = {"format": "QDQ", "weights": "int8" + (" per-channel" if per_channel else " per-tensor")
+            + (" reduced to 7 bits" if reduce_range else ""),
             "activations": activation_type, "calibration": calibrate_method, "num_calibration_crops": int(len(crops))}
     with tempfile.TemporaryDirectory(prefix="slimpose-quant-") as tmp, atomic_path(onnx_out) as staged:
         model_path = onnx_in
@@ -103,7 +120,7 @@ def quantize_int8(
             str(model_path), str(staged), _CropReader(inp.name, crops, static_batch),
             quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=act,
             weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method],
-            nodes_to_exclude=exclude,
+            nodes_to_exclude=exclude, reduce_range=reduce_range,
         )
         q = onnx.load(str(staged))
         props = {prop.key: prop.value for prop in src.metadata_props}
