@@ -99,6 +99,13 @@ def test_pack_a_run_then_use_it_by_name(tmp_path):
     est = OnnxPoseEstimator(resolve_model_file("tiny_lsp", shipped))
     kpts, scores = est(np.zeros((120, 80, 3), np.uint8))
     assert kpts.shape == (1, 14, 2) and scores.shape == (1, 14)
+    import slimpose.weights
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(slimpose.weights, "WEIGHTS_DIR", shipped)
+        assert OnnxPoseEstimator.from_pretrained("tiny_lsp").path == w.path
+        with pytest.raises(WeightsError, match="no shipped weight named 'other'"):
+            OnnxPoseEstimator.from_pretrained("other")
     # the fp16 checkpoint evaluates through the engine, by name
     import slimpose.weights
 

@@ -329,6 +329,16 @@ class OnnxPoseEstimator:
         batch_dim = inp.shape[0]
         self.static_batch = int(batch_dim) if isinstance(batch_dim, int) else None
 
+    @classmethod
+    def from_pretrained(cls, name: str, **kwargs) -> "OnnxPoseEstimator":
+        """A weight shipped inside the package, by name (``slimpose weights`` lists them),
+        checked against its manifest's sha256 first."""
+        from slimpose.weights import get_weight
+
+        weight = get_weight(name)
+        weight.verify()
+        return cls(weight.path, **kwargs)
+
     def __repr__(self) -> str:
         return (f"OnnxPoseEstimator({str(self.path)!r}, model={self.model_name!r}, kind={self.output_kind!r}, "
                 f"input={self.input_size[0]}x{self.input_size[1]}, keypoints={self.layout.num_keypoints})")
