@@ -254,6 +254,20 @@ def test_benchmark_rows():
             benchmark(["tinypose"], backends=("torch-cuda",), iters=1, warmup=0)
 
 
+def test_benchmark_compares_input_sizes_in_one_run():
+    from slimpose.deploy.benchmark import benchmark, model_spec
+
+    assert model_spec("lpn_50@128x96") == ("lpn_50", (128, 96))
+    assert model_spec("lpn_50", (64, 48)) == ("lpn_50", (64, 48))
+    from slimpose.errors import SlimposeError
+
+    with pytest.raises(SlimposeError, match="after @ must be HxW"):
+        model_spec("lpn_50@big")
+    rows = benchmark(["tinypose@64x48", "tinypose@32x32"], backends=("onnxruntime",), threads=1, warmup=0,
+                     iters=2, rounds=1)
+    assert [(r["model"], r["input"]) for r in rows] == [("tinypose", "64x48"), ("tinypose", "32x32")]
+
+
 def test_cli_complexity_export_quantize(tmp_path, image_dir, capsys):
     js = tmp_path / "c.json"
     assert main(["complexity", "tinypose", "--input", "128x96", "--json", str(js)]) == 0

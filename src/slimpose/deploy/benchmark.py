@@ -81,6 +81,19 @@ class _Runner:
         return time.perf_counter() - t0
 
 
+def model_spec(spec: str, input_size: tuple[int, int] | None = None) -> tuple[str, tuple[int, int]]:
+    """``"lpn_50"`` or ``"lpn_50@128x96"`` → (name, input size): a size after ``@`` wins,
+    then ``input_size``, then the model's paper input size."""
+    name, _, hxw = spec.partition("@")
+    if hxw:
+        try:
+            h, w = (int(v) for v in hxw.lower().split("x"))
+        except ValueError:
+            raise SlimposeError(f"{spec!r}: the size after @ must be HxW, e.g. {name}@128x96") from None
+        return name, (h, w)
+    return name, tuple(input_size) if input_size is not None else paper_input_size(name)
+
+
 def benchmark(
     models: list[str],
     backends=("torch", "onnxruntime"),
@@ -96,7 +109,8 @@ def benchmark(
     spin: bool = True,
 ) -> list[dict]:
     """Median / p90 latency (ms per batch) and throughput (images/s) of each model on
-    each backend.
+    each backend. A model may carry its own input size, ``"lpn_50@128x96"``, so that
+    different sizes are compared in one run.
 
     ``backends``: "torch" (eager, deployed model, ``torch.set_num_threads(threads)``),
     "onnxruntime" (CPU EP, ``intra_op_num_threads=threads``), "torch-cuda",
@@ -129,15 +143,15 @@ def benchmark(
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="slimpose-bench-") as tmp:
-            for name in models:
-                size = tuple(input_size) if input_size is not None else paper_input_size(name)
+            for spec in models:
+                name, size = model_spec(spec, input_size)
                 torch.manual_seed(0)
                 model = build_model(name, num_joints=num_joints, input_size=size).eval()
                 deployed = reparameterize_model(model, inplace=True)
                 x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
                 onnx_path = None
                 if any(b.startswith("onnxruntime") for b in backends):
-                    onnx_path = Path(tmp) / f"{name}.onnx"
+                    onnx_path = Path(tmp) / f"{name}_{format_input(size)}.onnx"
                     export_onnx(deployed, onnx_path, size, default_layout(num_joints), batch_size=batch, check=False,
                                 model_name=name)
                 runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x, threads,

@@ -29,13 +29,14 @@ def parse_hxw(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def _resolve_models(names: list[str], all_: bool) -> list[str]:
+def _resolve_models(names: list[str], all_: bool, sized: bool = False) -> list[str]:
+    """Registered names; with ``sized``, each may carry an input size (``lpn_50@128x96``)."""
     from slimpose.models.registry import list_models
 
     known = list_models()
     if all_ or not names:
         return known
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if (n.partition("@")[0] if sized else n) not in known]
     if unknown:
         raise SlimposeError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return list(names)
@@ -195,7 +196,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("models", nargs="*", metavar="MODEL", help="registered model names (default: all)")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="registered model names, each optionally with its own input size: lpn_50@128x96")
     p.add_argument("--all", action="store_true", help="every registered model")
     p.add_argument("--backend", default="torch,onnxruntime",
                    help="comma-separated: torch, onnxruntime, torch-cuda, onnxruntime-cuda (default: torch,onnxruntime)")
@@ -221,7 +223,7 @@ def run_bench(args: argparse.Namespace) -> int:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read by OpenMP when torch loads
     from slimpose.deploy.benchmark import benchmark, format_bench_table
 
-    models = _resolve_models(args.models, args.all)
+    models = _resolve_models(args.models, args.all, sized=True)
     if hasattr(os, "getloadavg"):
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         if load > 0.75:
