@@ -28,7 +28,26 @@ def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNo
     return fused_w, fused_b
 
 
-class ConvBNAct(nn.Module):
+class _ConvBNActBase(nn.Module):
+    """conv → BN → act, where deploying replaces conv and BN by one biased conv."""
+
+    conv: nn.Module
+    bn: nn.Module
+    act: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def _fused_conv(self) -> nn.Module:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        if isinstance(self.bn, nn.BatchNorm2d):
+            self.conv, self.bn = self._fused_conv(), nn.Identity()
+
+
+class ConvBNAct(_ConvBNActBase):
     """Conv2d (no bias) → BatchNorm2d → optional activation; BN folds away on deploy."""
 
     def __init__(
@@ -49,23 +68,17 @@ class ConvBNAct(nn.Module):
         self.bn: nn.Module = nn.BatchNorm2d(out_channels)
         self.act = act(inplace=True) if act in (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU) else (act() if act else nn.Identity())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-    @torch.no_grad()
-    def reparameterize(self) -> None:
-        if not isinstance(self.bn, nn.BatchNorm2d):
-            return
+    def _fused_conv(self) -> nn.Conv2d:
         w, b = fuse_conv_bn(self.conv.weight, self.conv.bias, self.bn)
         conv = self.conv
         fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                           conv.padding, conv.dilation, conv.groups, bias=True)
         fused.weight.copy_(w)
         fused.bias.copy_(b)
-        self.conv, self.bn = fused, nn.Identity()
+        return fused
 
 
-class DeconvBNAct(nn.Module):
+class DeconvBNAct(_ConvBNActBase):
     """ConvTranspose2d (k4 s2 p1, no bias) → BN → ReLU: the 2x upsampling of
     SimpleBaseline-style heads; BN folds away on deploy."""
 
@@ -77,13 +90,7 @@ class DeconvBNAct(nn.Module):
         self.bn: nn.Module = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-    @torch.no_grad()
-    def reparameterize(self) -> None:
-        if not isinstance(self.bn, nn.BatchNorm2d):
-            return
+    def _fused_conv(self) -> nn.ConvTranspose2d:
         conv = self.conv
         # ConvTranspose2d weight is (in, out/groups, k, k); per-group output channels need
         # the group-wise view so that the BN scale lands on the right output channel.
@@ -96,7 +103,7 @@ class DeconvBNAct(nn.Module):
                                    conv.padding, conv.output_padding, groups=g, bias=True)
         fused.weight.copy_(w.reshape_as(conv.weight))
         fused.bias.copy_(b)
-        self.conv, self.bn = fused, nn.Identity()
+        return fused
 
 
 class TrainingOnly(nn.Module):
