@@ -67,6 +67,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "tinypose"
     kwargs: dict = field(default_factory=dict)
+    # Weights to start from (e.g. ImageNet RepVGG for RepNet's backbone): keys are mapped
+    # by the model's registry weight filter and what does not fit is skipped and reported.
+    pretrained: str = ""
 
 
 @dataclass

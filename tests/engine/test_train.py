@@ -240,3 +240,28 @@ def test_weights_tied_to_the_input_size_load_only_at_that_size(monkeypatch):
         load_model_weights(build_model("_tied_tiny", input_size=(128, 96)), state)
     # a model whose weights do not depend on the input size loads at any size
     load_model_weights(build_model("tinypose", input_size=(128, 96)), {**state, "meta": {"input_size": [64, 48]}})
+
+
+def test_pretrained_backbone_weights_load_through_the_model_filter(synth, tmp_path):
+    donor = build_model("repnet_a", input_size=(64, 64))
+    for p in donor.parameters():
+        torch.nn.init.normal_(p)
+    # what an official RepVGG-A0 ImageNet checkpoint holds: backbone keys without a prefix, a classifier
+    imagenet = {k[len("backbone."):]: v for k, v in donor.state_dict().items() if k.startswith("backbone.")}
+    imagenet["linear.weight"] = torch.zeros(1000, 1280)
+    imagenet["linear.bias"] = torch.zeros(1000)
+    path = tmp_path / "RepVGG-A0-train.pth"
+    torch.save(imagenet, path)
+    cfg = small_config(synth, epochs=1)
+    cfg["model"] = {"name": "repnet_a", "pretrained": str(path)}
+    cfg["data"]["input_size"] = [64, 64]
+    trainer = Trainer(config_from_dict(cfg), tmp_path / "run")
+    own = trainer.model.state_dict()
+    for k, v in imagenet.items():
+        if not k.startswith("linear."):
+            assert torch.equal(own[f"backbone.{k}"], v)
+    assert not torch.equal(own["head.weight"], donor.state_dict()["head.weight"])  # the head is not in the file
+    from slimpose.engine.checkpoint import load_partial_weights
+
+    with pytest.raises(CheckpointError, match="no weight fits model 'tinypose'"):
+        load_partial_weights(build_model("tinypose"), imagenet)

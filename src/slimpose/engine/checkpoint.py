@@ -76,6 +76,38 @@ def load_model_weights(model: nn.Module, checkpoint: str | Path | dict) -> dict:
     return state
 
 
+def load_partial_weights(model: nn.Module, checkpoint: str | Path | dict) -> dict:
+    """Start from weights of another network or a backbone alone (ImageNet RepVGG into
+    RepNet's backbone): each key goes through the model's registry ``weight_filter``
+    (foreign key → own key, or None to drop it; identity when the model has none), and
+    whatever then matches a parameter or buffer of the same shape is loaded.
+
+    Returns ``{"loaded": n, "dropped": [...], "unmatched": [...], "missing": [...]}``;
+    loading nothing at all is a CheckpointError (the wrong file, or a model without a filter).
+    """
+    source = str(checkpoint) if not isinstance(checkpoint, dict) else "weights"
+    state = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    weights = model_state_from(state)
+    info = getattr(model, "model_info", None)
+    rename = (info.weight_filter if info and info.weight_filter else None) or (lambda key: key)
+    own = model.state_dict()
+    take, dropped, unmatched = {}, [], []
+    for key, value in weights.items():
+        target = rename(key)
+        if target is None:
+            dropped.append(key)
+        elif target in own and tuple(own[target].shape) == tuple(value.shape):
+            take[target] = value
+        else:
+            unmatched.append(key)
+    if not take:
+        raise CheckpointError(f"{source}: no weight fits model {getattr(model, 'model_name', type(model).__name__)!r} "
+                              f"({len(unmatched)} unmatched, e.g. {', '.join(unmatched[:3]) or 'none'})")
+    model.load_state_dict(take, strict=False)
+    return {"loaded": len(take), "dropped": dropped, "unmatched": unmatched,
+            "missing": sorted(set(own) - set(take))}
+
+
 def _input_size_tied(model: nn.Module) -> bool:
     info = getattr(model, "model_info", None)
     return bool(info and info.input_size_tied)

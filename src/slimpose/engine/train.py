@@ -23,7 +23,13 @@ from slimpose import __version__
 from slimpose.codecs import build_codec
 from slimpose.config import ExperimentConfig, TrainConfig, save_config
 from slimpose.data.dataset import build_dataset
-from slimpose.engine.checkpoint import load_model_weights, rng_state, save_checkpoint, set_rng_state
+from slimpose.engine.checkpoint import (
+    load_model_weights,
+    load_partial_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from slimpose.engine.distributed import DistInfo, barrier, init_distributed, reduce_mean, shutdown_distributed
 from slimpose.engine.evaluate import evaluate
 from slimpose.engine.progress import EpochReport
@@ -147,7 +153,14 @@ class Trainer:
                 if ds is not None:
                     print(f"slimpose: {split} data {ds.source.summary()}")
 
-        self.model = build_model_for(cfg).to(self.info.device)
+        self.model = build_model_for(cfg)
+        if cfg.model.pretrained:
+            report = load_partial_weights(self.model, cfg.model.pretrained)
+            if self.info.is_main:
+                print(f"slimpose: model.pretrained: {report['loaded']} tensors from {cfg.model.pretrained} "
+                      f"({len(report['dropped'])} dropped by the model's filter, {len(report['unmatched'])} unmatched, "
+                      f"{len(report['missing'])} of the model's left at their initialisation)")
+        self.model = self.model.to(self.info.device)
         self.criterion = build_loss(self.model).to(self.info.device)
         self.optimizer = build_optimizer(tc, self.model)
         self.amp = tc.amp and self.info.device.type == "cuda"

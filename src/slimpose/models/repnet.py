@@ -208,6 +208,12 @@ class RepNet(nn.Module):
 _NOTE = "256x192, 17 joints; GMACs = 1e9 MACs of conv + linear"
 
 
+def repvgg_imagenet_key(key: str) -> str | None:
+    """An official RepVGG ImageNet checkpoint key → RepNet's key: the backbone's module
+    names follow the official code, so only the prefix changes; the classifier is dropped."""
+    return None if key.startswith("linear.") else f"backbone.{key}"
+
+
 @register_model(
     "repnet_a",
     output_kind="coordinate",
@@ -216,6 +222,7 @@ _NOTE = "256x192, 17 joints; GMACs = 1e9 MACs of conv + linear"
         PaperFigures(7.17, 1.34, form="deploy", note="Table 3 params (Table 5: 7.16M), Table 5 GFLOPs; " + _NOTE),
     ],
     tolerance=0.03,
+    weight_filter=repvgg_imagenet_key,
 )
 def repnet_a(num_joints: int = 17, input_size=(256, 192), **kw) -> RepNet:
     """RepNet-A: RepVGG-A0 backbone + multi-level fusion + RLE regression head."""
@@ -230,6 +237,7 @@ def repnet_a(num_joints: int = 17, input_size=(256, 192), **kw) -> RepNet:
         PaperFigures(11.65, 2.32, form="deploy", note="Table 3 (Table 5: 11.64M); " + _NOTE),
     ],
     tolerance=0.03,
+    weight_filter=repvgg_imagenet_key,
 )
 def repnet_b(num_joints: int = 17, input_size=(256, 192), **kw) -> RepNet:
     """RepNet-B: RepVGG-A1 backbone + multi-level fusion + RLE regression head."""
