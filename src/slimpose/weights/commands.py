@@ -120,7 +120,7 @@ def _pack(args: argparse.Namespace) -> int:
         "name": args.name, "file": onnx_path.name, "checkpoint": pth_path.name, "model": cfg.model.name,
         "input_size": list(size), "layout": layout.name, "decode": cfg.test.decode,
         "val_pck": round(100 * metrics["PCK"], 2),
-        "val_metrics": {k: round(100 * v, 2) for k, v in metrics.items()},
+        "val_metrics": {k: round(100 * v, 2) for k, v in metrics.items() if k != "eval_seconds"},
         "val_set": f"{cfg.data.val.ann_file} images {cfg.data.val.first}-{cfg.data.val.last}, flip test",
         "config": cfg.to_dict(), "command": args.command,
         "training": {**training_record(run_dir), "crops": None, "from_scratch": True},
