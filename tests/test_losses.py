@@ -11,13 +11,7 @@ import torch.nn as nn
 from slimpose.losses import RealNVP, RLELoss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These are many tiny ops: one thread is faster than several, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _grid(lo: float = -8.0, hi: float = 8.0, step: float = 0.05) -> torch.Tensor:

@@ -47,13 +47,7 @@ def _synthetic_image(seed: int, h: int = 240, w: int = 320) -> np.ndarray:
     return img
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small models on a shared 2-core machine: one thread avoids OpenMP spin-wait stalls."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

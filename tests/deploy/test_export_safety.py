@@ -22,12 +22,7 @@ from slimpose.models.registry import build_model
 SIZE = (64, 48)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class ExportsDifferently(nn.Module):

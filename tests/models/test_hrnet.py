@@ -36,12 +36,7 @@ VARIANTS = ["hrnet_w32", "sdhrnet", "sdhrnet_scr", "sdhrnet_scr_dasp", "elhrnet"
 SMALL = (64, 48)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,7 @@ VARIANTS = [n for n in list_models() if n.startswith("lgm_pose")]
 SMALL = (96, 64)  # stride 32 is 3x2: also runs the odd-size resize path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:
