@@ -14,6 +14,8 @@ from slimpose.engine.checkpoint import load_checkpoint
 from slimpose.engine.progress import EpochReport, epochs_left
 from slimpose.engine.train import Trainer
 
+from engine_testdata import small_config
+
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
@@ -22,15 +24,7 @@ def synth(tmp_path_factory):
 
 @pytest.fixture
 def config_file(synth, tmp_path):
-    cfg = {
-        "model": {"name": "tinypose", "kwargs": {"width": 8, "deconv_channels": 16}},
-        "data": {
-            "input_size": [64, 48], "batch_size": 8, "val_batch_size": 16, "workers": 0,
-            "train": {"type": "coco", "ann_file": str(synth["train_ann"]), "img_dir": str(synth["train_images"])},
-            "val": {"type": "coco", "ann_file": str(synth["val_ann"]), "img_dir": str(synth["val_images"])},
-        },
-        "train": {"epochs": 2, "lr": 1e-3, "milestones": [1], "val_interval": 1, "log_interval": 1},
-    }
+    cfg = small_config(synth, deterministic=False)
     path = tmp_path / "tinypose_synthetic_64x48.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

@@ -18,24 +18,12 @@ from slimpose.engine.train import Trainer, TrainingDiverged, learning_rate
 from slimpose.errors import CheckpointError
 from slimpose.models import build_model
 
+from engine_testdata import small_config
+
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     return generate_synthetic_coco(tmp_path_factory.mktemp("synth"), 12, 4, seed=3)
-
-
-def small_config(paths, **train):
-    data = {
-        "model": {"name": "tinypose", "kwargs": {"width": 8, "deconv_channels": 16}},
-        "data": {
-            "input_size": [64, 48], "batch_size": 8, "val_batch_size": 16, "workers": 0,
-            "train": {"type": "coco", "ann_file": str(paths["train_ann"]), "img_dir": str(paths["train_images"])},
-            "val": {"type": "coco", "ann_file": str(paths["val_ann"]), "img_dir": str(paths["val_images"])},
-        },
-        "train": {"epochs": 2, "lr": 1e-3, "milestones": [1], "val_interval": 1, "deterministic": True,
-                  "log_interval": 1, **train},
-    }
-    return data
 
 
 def test_learning_rate_schedules():
