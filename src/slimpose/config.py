@@ -90,6 +90,8 @@ class TrainConfig:
     restart_epoch: int = 0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     amp: bool = False  # mixed precision, CUDA only
+    channels_last: bool = False  # NHWC weights and batches
+    compile: bool = False  # torch.compile the training forward/backward
     val_interval: int = 10  # epochs; 0 = validate only at the end
     save_metric: str = ""  # metric that picks `best`; empty = the data set's main metric
     seed: int = 0

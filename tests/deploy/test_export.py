@@ -262,6 +262,23 @@ def test_benchmark_compares_input_sizes_in_one_run():
     assert [(r["model"], r["input"]) for r in rows] == [("tinypose", "64x48"), ("tinypose", "32x32")]
 
 
+def test_bench_profile_splits_ort_time_per_op_type(capsys):
+    assert main(["bench", "tinypose@64x48", "--backend", "torch,onnxruntime", "--threads", "1", "--warmup", "1",
+                 "--iters", "2", "--profile"]) == 0
+    out = capsys.readouterr().out
+    assert "kernel time per op type" in out and "Conv" in out
+
+    from slimpose.deploy.benchmark import benchmark
+
+    torch_row, ort_row = benchmark(["tinypose@64x48"], threads=1, warmup=0, iters=2, rounds=1, profile=True)
+    assert "profile" not in torch_row
+    profile = ort_row["profile"]
+    assert sum(r["share"] for r in profile) == pytest.approx(1.0)
+    assert [r["ms_per_run"] for r in profile] == sorted((r["ms_per_run"] for r in profile), reverse=True)
+    # tinypose is convolutions with ReLU and a final 1x1 conv: ORT's kernels are conv kinds
+    assert any("Conv" in r["op_type"] for r in profile) and all(r["nodes"] >= 1 for r in profile)
+
+
 def test_cli_complexity_export_quantize(tmp_path, image_dir, capsys):
     js = tmp_path / "c.json"
     assert main(["complexity", "tinypose", "--input", "128x96", "--json", str(js)]) == 0

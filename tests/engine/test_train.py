@@ -253,3 +253,19 @@ def test_pretrained_backbone_weights_load_through_the_model_filter(synth, tmp_pa
 
     with pytest.raises(CheckpointError, match="no weight fits model 'tinypose'"):
         load_partial_weights(build_model("tinypose"), imagenet)
+
+
+def test_channels_last_and_compiled_training_match_the_plain_run(synth, tmp_path):
+    """The CPU throughput switches (benchmarks/train_throughput.py) change the memory layout
+    and the execution, not the maths: the same seed gives the same losses."""
+    def losses(work_dir, **switches):
+        cfg = config_from_dict(small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2, **switches))
+        trainer = Trainer(cfg, work_dir)
+        trainer.fit()
+        return [json.loads(line)["loss"] for line in (work_dir / "log.jsonl").read_text().splitlines()]
+
+    plain = losses(tmp_path / "plain")
+    assert losses(tmp_path / "nhwc", channels_last=True) == pytest.approx(plain, rel=1e-4)
+    assert losses(tmp_path / "compiled", compile=True) == pytest.approx(plain, rel=1e-4)
+    # checkpoints of a compiled run load into a plain model (no "_orig_mod." prefixes)
+    load_model_weights(build_model("tinypose", width=8, deconv_channels=16), tmp_path / "compiled" / "last.pth")

@@ -81,6 +81,46 @@ class _Runner:
         return time.perf_counter() - t0
 
 
+def profile_onnx(onnx_path: str | Path, x: np.ndarray, threads: int, iters: int = 20, warmup: int = 5,
+                 spin: bool = True) -> list[dict]:
+    """Where ONNX Runtime spends its time: per op type, the kernel time per inference (ms),
+    its share of all kernel time and the number of nodes, from ORT's own per-node trace
+    over ``iters`` runs after ``warmup`` unprofiled ones. Sorted by time, largest first.
+    Fused nodes appear under ORT's fused op types (e.g. FusedConv)."""
+    import json
+
+    from slimpose.deploy.runtime import make_session
+
+    with tempfile.TemporaryDirectory(prefix="slimpose-profile-") as tmp:
+        session = make_session(onnx_path, threads=threads, spin=spin, profile_prefix=str(Path(tmp) / "ort"))
+        feed = {session.get_inputs()[0].name: x}
+        for _ in range(warmup):
+            session.run(None, feed)
+        for _ in range(iters):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    first_timed = runs[-iters]["ts"] if len(runs) >= iters else 0
+    per_type: dict[str, dict] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < first_timed:
+            continue
+        op = e.get("args", {}).get("op_name", "?")
+        slot = per_type.setdefault(op, {"op_type": op, "us": 0.0, "nodes": set()})
+        slot["us"] += e["dur"]
+        slot["nodes"].add(e["name"])
+    total = sum(v["us"] for v in per_type.values()) or 1.0
+    rows = [{"op_type": v["op_type"], "ms_per_run": v["us"] / iters / 1e3, "share": v["us"] / total,
+             "nodes": len(v["nodes"])} for v in per_type.values()]
+    return sorted(rows, key=lambda r: -r["ms_per_run"])
+
+
+def format_profile_table(rows: list[dict]) -> str:
+    lines = [f"  {'op type':<24} {'ms/run':>8} {'share':>7} {'nodes':>6}"]
+    lines += [f"  {r['op_type']:<24} {r['ms_per_run']:>8.3f} {100 * r['share']:>6.1f}% {r['nodes']:>6}" for r in rows]
+    return "\n".join(lines)
+
+
 def model_spec(spec: str, input_size: tuple[int, int] | None = None) -> tuple[str, tuple[int, int]]:
     """``"lpn_50"`` or ``"lpn_50@128x96"`` → (name, input size): a size after ``@`` wins,
     then ``input_size``, then the model's paper input size."""
@@ -107,6 +147,7 @@ def benchmark(
     num_joints: int = 17,
     progress=None,
     spin: bool = True,
+    profile: bool = False,
 ) -> list[dict]:
     """Median / p90 latency (ms per batch) and throughput (images/s) of each model on
     each backend. A model may carry its own input size, ``"lpn_50@128x96"``, so that
@@ -123,6 +164,8 @@ def benchmark(
     CLI's ``--no-spin`` does both). On a machine where other processes hold cores,
     spinning threads can make multi-threaded latency many times worse than one thread.
     Each row records the 1-minute load average at the start of its model.
+    ``profile``: ONNX Runtime CPU rows also get ``"profile"``, the per-op-type time split
+    of :func:`profile_onnx` (a separate profiled session, after the timed runs).
     """
     backends = [b.strip() for b in (backends.split(",") if isinstance(backends, str) else backends) if b.strip()]
     if device == "cuda":
@@ -178,6 +221,8 @@ def benchmark(
                         "load_avg_1min": load, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
                         "ort_spin": spin if r.backend.startswith("onnxruntime") else None,
                     }
+                    if profile and r.backend == "onnxruntime":
+                        row["profile"] = profile_onnx(onnx_path, x, threads, spin=spin)
                     rows.append(row)
                     if progress:
                         progress(row)

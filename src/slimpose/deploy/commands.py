@@ -210,6 +210,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-spin", action="store_true",
                    help="idle threads sleep instead of spin-waiting (OMP_WAIT_POLICY=PASSIVE for torch, "
                         "allow_spinning=0 for ONNX Runtime): for machines shared with other processes")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile each ONNX Runtime CPU run per op type (where the time goes)")
     p.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
 
 
@@ -221,7 +223,7 @@ def run_bench(args: argparse.Namespace) -> int:
             print("slimpose bench: torch is already imported; OMP_WAIT_POLICY=PASSIVE cannot take effect",
                   file=sys.stderr)
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read by OpenMP when torch loads
-    from slimpose.deploy.benchmark import benchmark, format_bench_table
+    from slimpose.deploy.benchmark import benchmark, format_bench_table, format_profile_table
 
     models = _resolve_models(args.models, args.all, sized=True)
     if hasattr(os, "getloadavg"):
@@ -235,8 +237,12 @@ def run_bench(args: argparse.Namespace) -> int:
 
     rows = benchmark(models, backends=args.backend, threads=args.threads, batch=args.batch, input_size=args.input,
                      warmup=args.warmup, iters=args.iters, device=args.device, progress=progress,
-                     spin=not args.no_spin)
+                     spin=not args.no_spin, profile=args.profile)
     print(format_bench_table(rows))
+    for row in rows:
+        if "profile" in row:
+            print(f"\n{row['model']} {row['input']} onnxruntime, {row['threads']} threads: kernel time per op type")
+            print(format_profile_table(row["profile"]))
     if args.json:
         write_json(args.json, rows)
     return 0

@@ -289,10 +289,14 @@ def _open_session(onnx_path: str | Path, opts: ort.SessionOptions, providers=Non
 
 
 def make_session(onnx_path: str | Path, providers=None, threads: int | None = None,
-                 spin: bool = True) -> ort.InferenceSession:
+                 spin: bool = True, profile_prefix: str | None = None) -> ort.InferenceSession:
     """A CPU (or given providers) session; ``spin=False`` makes idle intra-op threads
-    sleep instead of spin-waiting (better on a machine shared with other processes)."""
+    sleep instead of spin-waiting (better on a machine shared with other processes).
+    ``profile_prefix``: ORT writes a per-node timing trace there (``end_profiling()``)."""
     opts = ort.SessionOptions()
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1

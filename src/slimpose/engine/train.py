@@ -161,6 +161,8 @@ class Trainer:
                       f"({len(report['dropped'])} dropped by the model's filter, {len(report['unmatched'])} unmatched, "
                       f"{len(report['missing'])} of the model's left at their initialisation)")
         self.model = self.model.to(self.info.device)
+        self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
         self.criterion = build_loss(self.model).to(self.info.device)
         self.optimizer = build_optimizer(tc, self.model)
         self.amp = tc.amp and self.info.device.type == "cuda"
@@ -177,6 +179,8 @@ class Trainer:
                               f"{len(self.train_set)} training instances")
         self.net = (DistributedDataParallel(self.model, device_ids=[self.info.local_rank] if self.info.device.type == "cuda" else None)
                     if self.info.distributed else self.model)
+        if tc.compile:
+            self.net = torch.compile(self.net)
         self.main_metric = tc.save_metric or (self.val_set.source.main_metric if self.val_set else "")
         self.state = _State()
         self.log_path = self.work_dir / "log.jsonl"
@@ -263,7 +267,7 @@ class Trainer:
             lr = learning_rate(tc, s.epoch + i / n_iters, s.stage, s.iters_in_stage)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            images = batch["image"].to(self.info.device, non_blocking=True)
+            images = batch["image"].to(self.info.device, non_blocking=True, memory_format=self.memory_format)
             target = batch["target"].to(self.info.device, non_blocking=True)
             weight = batch["target_weight"].to(self.info.device, non_blocking=True)
             with torch.autocast(self.info.device.type, enabled=self.amp):
