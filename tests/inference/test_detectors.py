@@ -148,11 +148,22 @@ def test_whole_image_and_boxes_file(tmp_path):
         det(image)
 
 
+def test_boxes_from_a_coco_annotation_file_are_its_ground_truth_boxes(tmp_path):
+    path = tmp_path / "person_keypoints.json"
+    path.write_text(json.dumps({"images": [{"id": 139, "file_name": "000000000139.jpg"}], "annotations": [
+        {"id": 1, "image_id": 139, "category_id": 1, "bbox": [10, 20, 30, 40], "iscrowd": 0},
+        {"id": 2, "image_id": 139, "category_id": 1, "bbox": [0, 0, 90, 90], "iscrowd": 1},  # crowd region
+    ], "categories": [{"id": 1, "name": "person"}]}))
+    boxes, scores = build_detector(f"boxes:{path}")(textured_image(3, 100, 200), "000000000139.jpg")
+    np.testing.assert_allclose(boxes, [[10, 20, 40, 60]])
+    np.testing.assert_allclose(scores, [1.0])
+
+
 @pytest.mark.parametrize("content, field", [
     ([{"image_id": 1, "bbox": [900, 900, 10, 10], "score": 1.0}], r"\[0\]\.bbox: box .* lies outside image 1"),
     ([{"image_id": 1, "bbox": [0, 0, -1, 10]}], r"\[0\]\.bbox: width and height"),
     ([{"bbox": [0, 0, 1, 1]}], r"\[0\]: expected an object with image_id"),
-    ({"image_id": 1}, "expected a COCO detection results list"),
+    ({"image_id": 1}, "expected a COCO detection results list or a COCO annotation file"),
 ])
 def test_bad_boxes_files_name_the_field(tmp_path, content, field):
     path = tmp_path / "dets.json"

@@ -235,3 +235,39 @@ def test_category_id_may_be_omitted(tmp_path):
     for r in res:
         del r["category_id"]
     assert coco_keypoint_eval(VAL_ANN, res)["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.realdata
+@needs_data
+def test_results_of_another_layout_are_scored_on_the_shared_joints(tmp_path):
+    """An LSP-14 model's results on COCO persons: OKS over the 12 body joints both layouts
+    name; the LSP-only joints (neck, head top) and COCO's face joints do not count."""
+    from slimpose.keypoints import LSP14
+
+    coco_index = {n: i for i, n in enumerate(COCO17.names)}
+    perfect, off_face = [], []
+    for r in _gt_results():
+        kp = np.asarray(r["keypoints"]).reshape(17, 3)
+        if not kp[5:, 2].any():  # only face joints visible: nothing left to score on the body joints
+            continue
+        lsp = np.zeros((14, 3))
+        for j, name in enumerate(LSP14.names):
+            lsp[j] = kp[coco_index[name]] if name in coco_index else (1e4, 1e4, 1.0)  # neck / head top: far off
+        perfect.append({**r, "keypoints": lsp.reshape(-1).tolist()})
+    path = tmp_path / "lsp_results.json"
+    path.write_text(json.dumps(perfect))
+    stats = evaluate_results_file(VAL_ANN, path, layout="lsp")
+    assert stats["joints"] == [n for n in COCO17.names if n in LSP14.names] and len(stats["joints"]) == 12
+    assert stats["AP"] == pytest.approx(1.0)
+    # the same file read as COCO-17 results is refused (14 keypoints, not 17)
+    with pytest.raises(DataError, match="expected 51 values"):
+        evaluate_results_file(VAL_ANN, path)
+    with pytest.raises(DataError, match="expected 48 values for layout 'mpii'"):
+        evaluate_results_file(VAL_ANN, path, layout="mpii")
+    # moving a shared body joint far off lowers AP; moving the unshared joints did not
+    for r in perfect:
+        kp = np.asarray(r["keypoints"]).reshape(14, 3)
+        kp[0, :2] += 1e4  # right ankle
+        off_face.append({**r, "keypoints": kp.reshape(-1).tolist()})
+    path.write_text(json.dumps(off_face))
+    assert evaluate_results_file(VAL_ANN, path, layout="lsp")["AP"] < 1.0

@@ -146,6 +146,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields")
     p.add_argument("--ann", help="COCO keypoint annotation JSON (with --results: score a results file, no model)")
     p.add_argument("--results", help="COCO keypoint results JSON to score against --ann")
+    p.add_argument("--layout", help="with --results: the results' keypoint layout when it is not the annotations' "
+                                    "(e.g. lsp): OKS AP over the joints both share by name")
 
 
 def default_eval_dir(checkpoint: str | Path) -> Path:
@@ -167,7 +169,12 @@ def run_eval(args: argparse.Namespace) -> int:
             raise ConfigError("--ann and --results go together: score RESULTS against ANN")
         from slimpose.metrics.coco import evaluate_results_file
 
-        metrics = evaluate_results_file(args.ann, args.results)
+        if args.layout:
+            from slimpose.keypoints import list_layouts
+
+            if args.layout not in list_layouts():
+                raise ConfigError(f"--layout {args.layout}: unknown; known layouts: {', '.join(list_layouts())}")
+        metrics = evaluate_results_file(args.ann, args.results, layout=args.layout)
         _print_metrics(metrics)
         if args.out:
             write_json(args.out, metrics)

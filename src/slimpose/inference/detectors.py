@@ -92,7 +92,8 @@ def image_keys(image_id) -> list:
 
 class BoxesFileDetector:
     """Person boxes read from a COCO detection results JSON (a list of ``image_id``,
-    ``category_id``, ``bbox`` [x, y, w, h], ``score``), looked up per image by id or file
+    ``category_id``, ``bbox`` [x, y, w, h], ``score``), or the ground-truth boxes of a COCO
+    annotation file (score 1, crowd regions left out), looked up per image by id or file
     name. A box that does not overlap its image is refused (a file for other images);
     boxes partly outside are clipped."""
 
@@ -124,8 +125,12 @@ class BoxesFileDetector:
             data = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError) as e:
             raise DataError(str(path), "boxes", f"not valid JSON ({e})") from None
+        if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+            # a COCO annotation file: its (non-crowd) boxes, as a detector with score 1 (the GT-box protocol)
+            return [{"image_id": a.get("image_id"), "category_id": a.get("category_id", 1), "bbox": a.get("bbox"),
+                     "score": 1.0} for a in data["annotations"] if isinstance(a, dict) and not a.get("iscrowd")]
         if not isinstance(data, list):
-            raise DataError(str(path), "boxes", "expected a COCO detection results list")
+            raise DataError(str(path), "boxes", "expected a COCO detection results list or a COCO annotation file")
         return data
 
     def __call__(self, image_bgr: np.ndarray, image_id=None) -> tuple[np.ndarray, np.ndarray]:

@@ -305,7 +305,74 @@ def coco_keypoint_eval(
     return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats)}
 
 
+def shared_joints(coco, result_layout) -> tuple[list[int], list[int], list[str]]:
+    """Joints that a results layout shares by name with the annotations' person category:
+    (indices in the annotations, indices in the results, names), in annotation order."""
+    cats = [c for c in coco.dataset.get("categories", []) if c.get("keypoints")]
+    if len(cats) != 1:
+        raise DataError("annotations", "categories", f"expected one keypoint category, found {len(cats)}")
+    ann_names = list(cats[0]["keypoints"])
+    pairs = [(i, result_layout.names.index(n), n) for i, n in enumerate(ann_names) if n in result_layout.names]
+    if not pairs:
+        raise DataError("annotations", "categories.keypoints",
+                        f"no joint names in common with layout {result_layout.name!r} ({', '.join(ann_names)})")
+    gt_idx, res_idx, names = (list(v) for v in zip(*pairs))
+    return gt_idx, res_idx, names
+
+
+def _coco_on_joints(coco, joints: list[int]):
+    """A copy of the annotations that keeps only ``joints`` of every person."""
+    from pycocotools.coco import COCO
+
+    data = copy.deepcopy(coco.dataset)
+    for cat in data["categories"]:
+        if cat.get("keypoints"):
+            cat["keypoints"] = [cat["keypoints"][j] for j in joints]
+            cat["skeleton"] = []
+    for a in data["annotations"]:
+        if a.get("keypoints"):
+            kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)[joints]
+            a["keypoints"] = kp.reshape(-1).tolist()
+            a["num_keypoints"] = int((kp[:, 2] > 0).sum())
+    reduced = COCO()
+    reduced.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        reduced.createIndex()
+    return reduced
+
+
 def evaluate_results_file(ann_file: Any, results_file: Any, sigmas: np.ndarray | None = None,
-                          verbose: bool = False) -> dict[str, float]:
-    """Validate a COCO keypoint results file against the annotations and evaluate it."""
-    return coco_keypoint_eval(ann_file, results_file, sigmas=sigmas, verbose=verbose)
+                          verbose: bool = False, layout: str | None = None) -> dict:
+    """Validate a COCO keypoint results file against the annotations and evaluate it.
+
+    ``layout``: the results' keypoint layout when it is not the annotations' own (e.g.
+    "lsp" results of a model trained on LSP, scored on COCO persons). OKS AP is then
+    computed over the joints the two share by name (12 body joints for LSP or MPII on
+    COCO: no eyes, ears or nose), with the annotations' sigmas of those joints and each
+    person's visible-joint count recounted; the metrics name the joints used.
+    """
+    if layout is None:
+        return coco_keypoint_eval(ann_file, results_file, sigmas=sigmas, verbose=verbose)
+    from slimpose.keypoints import get_layout
+
+    result_layout = get_layout(layout)
+    coco = _load_coco(ann_file, verbose)
+    data, source = _load_results(results_file)
+    gt_idx, res_idx, names = shared_joints(coco, result_layout)
+    k = result_layout.num_keypoints
+    reduced = []
+    for i, r in enumerate(data if isinstance(data, list) else []):
+        kp = r.get("keypoints") if isinstance(r, dict) else None
+        if not isinstance(kp, list) or len(kp) != 3 * k:
+            raise DataError(source, "keypoints", f"entry {i}: expected {3 * k} values for layout {layout!r} "
+                            f"({k} keypoints x [x, y, score])")
+        reduced.append({**r, "keypoints": np.asarray(kp, dtype=np.float64).reshape(k, 3)[res_idx].reshape(-1).tolist()})
+    ann_sigmas = {n: s for n, s in zip(COCO17.names, COCO_SIGMAS)}
+    missing = [n for n in names if n not in ann_sigmas]
+    if sigmas is None and missing:
+        raise ValueError(f"no OKS sigma known for joint(s) {', '.join(missing)}: pass sigmas")
+    sig = np.asarray([ann_sigmas[n] for n in names]) if sigmas is None else sigmas
+    metrics: dict = coco_keypoint_eval(_coco_on_joints(coco, gt_idx), reduced if reduced else data, sigmas=sig,
+                                       verbose=verbose)
+    metrics["joints"] = names
+    return metrics
