@@ -152,3 +152,16 @@ def test_the_whole_infer_path_never_imports_torch(tiny_onnx, tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_show_without_a_display_says_so_and_still_writes_results(tiny_onnx, coco_folder, tmp_path, capsys,
+                                                                monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    out = tmp_path / "out"
+    assert main(["infer", str(tiny_onnx), str(coco_folder / COCO_IMAGES[0]), "--show", "--out", str(out),
+                 "--threads", "1"]) == 0
+    assert "no display here; --show ignored" in capsys.readouterr().err
+    assert len(json.loads((out / "results.json").read_text())) == 1
+    assert (out / "000000343803_pose.jpg").is_file()  # --show implies drawing, kept on disk
