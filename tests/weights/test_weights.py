@@ -19,7 +19,8 @@ from slimpose.weights import (
     resolve_model_file,
 )
 
-LSPET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "lspet"
+REPO = Path(__file__).resolve().parents[2]
+LSPET = REPO.parent / "shared" / "data" / "lspet"
 needs_lspet = pytest.mark.skipif(not (LSPET / "joints.mat").is_file(), reason="needs ../shared/data/lspet")
 
 
@@ -115,7 +116,11 @@ def test_pack_a_run_then_use_it_by_name(tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(slimpose.weights, "WEIGHTS_DIR", shipped)
         assert cli_main(["eval", "--checkpoint", "tiny_lsp", "--out", str(out)]) == 0
+        # ... and its ONNX file through the torch-free runtime, on the manifest's validation set
+        assert cli_main(["eval", "--onnx", "tiny_lsp", "--out", str(tmp_path / "onnx" / "metrics.json")]) == 0
     assert json.loads(out.read_text())["PCK"] == pytest.approx(w.val_pck / 100, abs=1e-3)
+    assert json.loads((tmp_path / "onnx" / "metrics.json").read_text())["PCK"] == pytest.approx(w.val_pck / 100,
+                                                                                              abs=1e-3)
 
 
 SHIPPED = list_weights()
@@ -155,3 +160,30 @@ def test_shipped_weight_finds_the_joints_of_real_val_images(weight: ShippedWeigh
         masks.append(inst.visible > 0)
     pck = lsp_pck(np.stack(preds), np.stack(gts), np.stack(masks), layout)["PCK"]
     assert pck >= 0.9 * weight.val_pck / 100, (weight.name, pck)
+
+
+@needs_lspet
+@pytest.mark.realdata
+@pytest.mark.parametrize("weight", SHIPPED, ids=[w.name for w in SHIPPED])
+def test_shipped_weight_reproduces_its_manifest_figure(weight: ShippedWeight, tmp_path, monkeypatch):
+    """`slimpose eval --onnx NAME`: the shipped ONNX file, torch-free, on the whole validation
+    split its manifest names (LSPET im08001-im09000, flip test) gives the manifest's PCK."""
+    monkeypatch.chdir(REPO)  # the manifest's data paths are relative to the clone
+    out = tmp_path / "metrics.json"
+    assert cli_main(["eval", "--onnx", weight.name, "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert 100 * metrics["PCK"] == pytest.approx(weight.val_pck, abs=0.05)
+    for group in ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"):
+        assert 100 * metrics[group] == pytest.approx(weight.manifest["val_metrics"][group], abs=0.05), group
+
+
+@pytest.mark.parametrize("weight", SHIPPED[:1], ids=[w.name for w in SHIPPED[:1]])
+def test_eval_onnx_refuses_a_file_without_config_or_of_another_layout(weight: ShippedWeight, capsys):
+    for argv, message in (
+        (["eval", "--onnx", str(weight.path)], "give the experiment CONFIG"),
+        (["eval", "--onnx", str(weight.path), str(REPO / "configs" / "lpn_50_cocomini_256x192.yaml")],
+         "a 'lsp' model (14 keypoints) cannot be scored on 'coco' data"),
+        (["eval", "--onnx", weight.name, "--checkpoint", weight.name], "not both"),
+    ):
+        assert cli_main(argv) != 0
+        assert message in capsys.readouterr().err

@@ -138,6 +138,9 @@ def run_train(args: argparse.Namespace) -> int:
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="experiment YAML (default: the config stored in the checkpoint)")
     p.add_argument("--checkpoint", help="trained weights (.pth), or a shipped weight name (see 'slimpose weights')")
+    p.add_argument("--onnx", help="score an exported ONNX file (float or INT8) or a shipped weight's ONNX through the "
+                                  "torch-free runtime, on CONFIG's validation set (a shipped weight's own config "
+                                  "without CONFIG)")
     p.add_argument("--no-flip", action="store_true", help="turn the flip test off")
     p.add_argument("--boxes", help="COCO person-detection results JSON to use instead of ground-truth boxes")
     p.add_argument("--decode", choices=["argmax", "dark", "softargmax"], help="heatmap decoding")
@@ -179,9 +182,36 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.out:
             write_json(args.out, metrics)
         return 0
+    if args.onnx:
+        if args.checkpoint:
+            raise ConfigError("give --checkpoint or --onnx, not both")
+        return _eval_onnx(args)
     if not args.checkpoint:
-        raise ConfigError("give --checkpoint (or --ann with --results to score a results file)")
+        raise ConfigError("give --checkpoint or --onnx (or --ann with --results to score a results file)")
     return _eval_checkpoint(args)
+
+
+def _eval_onnx(args: argparse.Namespace) -> int:
+    from slimpose.config import config_from_dict, load_config
+    from slimpose.deploy.evaluate import evaluate_onnx
+    from slimpose.weights import get_weight, resolve_model_file
+
+    onnx_path = resolve_model_file(args.onnx)
+    if args.config:
+        cfg = load_config(args.config, list(args.set))
+    elif onnx_path.resolve() != Path(args.onnx).resolve():  # a shipped name: its manifest holds the config
+        cfg = config_from_dict(get_weight(args.onnx).manifest["config"], list(args.set),
+                               source=f"shipped weight {args.onnx} (manifest config)")
+    else:
+        raise ConfigError(f"{onnx_path}: give the experiment CONFIG whose validation set to score it on")
+    if args.boxes or args.decode:
+        raise ConfigError("--boxes and --decode apply to --checkpoint; an ONNX file carries its own decoding")
+    out = Path(args.out) if args.out else Path(f"eval_{onnx_path.stem}") / "metrics.json"
+    metrics = evaluate_onnx(onnx_path, cfg.data.val, cfg.data.layout, flip=not args.no_flip, out_dir=out.parent)
+    _print_metrics(metrics)
+    write_json(out, metrics)
+    print(f"wrote {out}")
+    return 0
 
 
 def _eval_checkpoint(args: argparse.Namespace) -> int:
