@@ -262,6 +262,22 @@ def test_benchmark_compares_input_sizes_in_one_run():
     assert [(r["model"], r["input"]) for r in rows] == [("tinypose", "64x48"), ("tinypose", "32x32")]
 
 
+def test_benchmark_times_onnx_files_beside_registered_models(tmp_path):
+    from slimpose.deploy.benchmark import benchmark
+    from slimpose.errors import SlimposeError
+
+    path = tmp_path / "tiny.onnx"
+    export_onnx(build_model("tinypose").eval(), path, (64, 48), get_layout("coco"), check=False)
+    rows = benchmark([str(path), "tinypose@32x32"], backends=("torch", "onnxruntime"), threads=1, warmup=0, iters=2,
+                     rounds=1)
+    assert [(r["model"], r["input"], r["backend"]) for r in rows] == [
+        (str(path), "64x48", "onnxruntime"), ("tinypose", "32x32", "torch"), ("tinypose", "32x32", "onnxruntime")]
+    with pytest.raises(SlimposeError, match="onnxruntime backends only"):
+        benchmark([str(path)], backends=("torch",), iters=1, warmup=0)
+    with pytest.raises(SlimposeError, match="not found"):
+        benchmark([str(tmp_path / "missing.onnx")], iters=1, warmup=0)
+
+
 def test_bench_profile_splits_ort_time_per_op_type(capsys):
     assert main(["bench", "tinypose@64x48", "--backend", "torch,onnxruntime", "--threads", "1", "--warmup", "1",
                  "--iters", "2", "--profile"]) == 0

@@ -121,6 +121,30 @@ def format_profile_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def onnx_model_file(spec: str) -> Path | None:
+    """The ONNX file a bench spec names: a path ending in .onnx, or a shipped weight name;
+    None for a registered model name."""
+    from slimpose.weights import list_weights
+
+    if spec.lower().endswith(".onnx"):
+        path = Path(spec)
+        if not path.is_file():
+            raise SlimposeError(f"{spec}: ONNX file not found")
+        return path
+    return next((w.path for w in list_weights() if w.name == spec), None)
+
+
+def onnx_input_size(onnx_path: Path) -> tuple[int, int]:
+    """(H, W) of an ONNX model's image input; it must be static to be timed."""
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    hw = [d.dim_value for d in dims[2:4]]
+    if len(dims) != 4 or not all(hw):
+        raise SlimposeError(f"{onnx_path}: the input must be (N, 3, H, W) with a fixed H and W to be timed")
+    return int(hw[0]), int(hw[1])
+
+
 def model_spec(spec: str, input_size: tuple[int, int] | None = None) -> tuple[str, tuple[int, int]]:
     """``"lpn_50"`` or ``"lpn_50@128x96"`` → (name, input size): a size after ``@`` wins,
     then ``input_size``, then the model's paper input size."""
@@ -152,6 +176,10 @@ def benchmark(
     """Median / p90 latency (ms per batch) and throughput (images/s) of each model on
     each backend. A model may carry its own input size, ``"lpn_50@128x96"``, so that
     different sizes are compared in one run.
+
+    A model may also be an ONNX file (``path.onnx``, e.g. an INT8 one from ``slimpose
+    quantize``) or a shipped weight name: it is timed on the ONNX Runtime backends only, at
+    its file's input size.
 
     ``backends``: "torch" (eager, deployed model, ``torch.set_num_threads(threads)``),
     "onnxruntime" (CPU EP, ``intra_op_num_threads=threads``), "torch-cuda",
@@ -187,18 +215,27 @@ def benchmark(
     try:
         with tempfile.TemporaryDirectory(prefix="slimpose-bench-") as tmp:
             for spec in models:
-                name, size = model_spec(spec, input_size)
-                torch.manual_seed(0)
-                model = build_model(name, num_joints=num_joints, input_size=size).eval()
-                deployed = reparameterize_model(model, inplace=True)
-                x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
-                onnx_path = None
-                if any(b.startswith("onnxruntime") for b in backends):
-                    onnx_path = Path(tmp) / f"{name}_{format_input(size)}.onnx"
-                    export_onnx(deployed, onnx_path, size, default_layout(num_joints), batch_size=batch, check=False,
-                                model_name=name)
-                runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x, threads,
-                                   spin) for b in backends]
+                onnx_path = onnx_model_file(spec)
+                if onnx_path is not None:  # an exported file (float or INT8): ONNX Runtime only
+                    name, size = spec, onnx_input_size(onnx_path)
+                    x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
+                    file_backends = [b for b in backends if b.startswith("onnxruntime")]
+                    if not file_backends:
+                        raise SlimposeError(f"{spec}: an ONNX file runs on the onnxruntime backends only")
+                    deployed = model = None
+                    runners = [_Runner(b, None, onnx_path, x, threads, spin) for b in file_backends]
+                else:
+                    name, size = model_spec(spec, input_size)
+                    torch.manual_seed(0)
+                    model = build_model(name, num_joints=num_joints, input_size=size).eval()
+                    deployed = reparameterize_model(model, inplace=True)
+                    x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
+                    if any(b.startswith("onnxruntime") for b in backends):
+                        onnx_path = Path(tmp) / f"{name}_{format_input(size)}.onnx"
+                        export_onnx(deployed, onnx_path, size, default_layout(num_joints), batch_size=batch,
+                                    check=False, model_name=name)
+                    runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x,
+                                       threads, spin) for b in backends]
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 for r in runners:
                     for _ in range(warmup):

@@ -36,7 +36,13 @@ def _resolve_models(names: list[str], all_: bool, sized: bool = False) -> list[s
     known = list_models()
     if all_ or not names:
         return known
-    unknown = [n for n in names if (n.partition("@")[0] if sized else n) not in known]
+    if sized:  # bench also takes ONNX files and shipped weight names
+        from slimpose.deploy.benchmark import onnx_model_file
+
+        names_ = [n for n in names if onnx_model_file(n) is None]
+    else:
+        names_ = list(names)
+    unknown = [n for n in names_ if (n.partition("@")[0] if sized else n) not in known]
     if unknown:
         raise SlimposeError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return list(names)
@@ -197,7 +203,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="registered model names, each optionally with its own input size: lpn_50@128x96")
+                   help="registered model names, each optionally with its own input size (lpn_50@128x96), ONNX files "
+                        "(e.g. an INT8 one) or shipped weight names; files run on ONNX Runtime only")
     p.add_argument("--all", action="store_true", help="every registered model")
     p.add_argument("--backend", default="torch,onnxruntime",
                    help="comma-separated: torch, onnxruntime, torch-cuda, onnxruntime-cuda (default: torch,onnxruntime)")
