@@ -121,6 +121,19 @@ def test_pack_a_run_then_use_it_by_name(tmp_path):
     assert json.loads(out.read_text())["PCK"] == pytest.approx(w.val_pck / 100, abs=1e-3)
     assert json.loads((tmp_path / "onnx" / "metrics.json").read_text())["PCK"] == pytest.approx(w.val_pck / 100,
                                                                                               abs=1e-3)
+    # INT8: the shipped file is quantised (calibrated on training crops) and its own figure is the manifest's
+    assert cli_main(["weights", "pack", str(run), "--name", "tiny_lsp_int8", "--dir", str(shipped), "--int8",
+                     "--num-calib", "4"]) == 0
+    q = get_weight("tiny_lsp_int8", shipped)
+    assert q.manifest["precision"] == "int8" and m.get("precision") == "float32"
+    assert q.manifest["checkpoint_val_pck"] == pytest.approx(w.val_pck)
+    import onnx
+
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(q.path)).graph.node)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(slimpose.weights, "WEIGHTS_DIR", shipped)
+        assert cli_main(["eval", "--onnx", "tiny_lsp_int8", "--out", str(tmp_path / "q" / "metrics.json")]) == 0
+    assert 100 * json.loads((tmp_path / "q" / "metrics.json").read_text())["PCK"] == pytest.approx(q.val_pck, abs=0.01)
 
 
 SHIPPED = list_weights()

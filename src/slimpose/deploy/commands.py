@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -280,9 +281,11 @@ def _spread(n_total: int, n: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n_total - 1, n).round()})
 
 
-def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None, num: int = 64) -> np.ndarray:
+def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None, num: int = 64,
+                      split: str = "val") -> np.ndarray:
     """(M, 3, H, W) normalised crops for calibration/evaluation at the model's input size:
-    whole images of a folder, or the validation persons of a config (their boxes)."""
+    whole images of a folder, or the persons of a config's ``split`` (their boxes, no
+    augmentation). ``config``: a YAML path or an ``ExperimentConfig``."""
     from slimpose.deploy.runtime import (
         crops_from_images,
         list_images,
@@ -296,15 +299,16 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
         files = list_images(images_dir)
         return crops_from_images([files[i] for i in _spread(len(files), num)], size, meta.mean, meta.std,
                                  padding=meta.box_padding, to_rgb=to_rgb)
-    from slimpose.config import load_config
+    from slimpose.config import ExperimentConfig, load_config
     from slimpose.data.sources import build_source, read_image
     from slimpose.data.transforms import normalize_crop
     from slimpose.keypoints import get_layout
 
-    cfg = load_config(config, overrides)
-    src = build_source(cfg.data.val, get_layout(cfg.data.layout), size, train=False)
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
+    src = build_source(getattr(cfg.data, split), get_layout(cfg.data.layout), size, train=False)
     if not src.instances:
-        raise SlimposeError(f"{config}: validation set has no person instances")
+        raise SlimposeError(f"{config if isinstance(config, (str, Path)) else 'config'}: the {split} set has no "
+                            f"person instances")
     out = []
     for i in _spread(len(src.instances), num):
         inst = src.instances[i]

@@ -4,8 +4,10 @@
     slimpose weights pack RUN_DIR --name lpn_50_lsp_128x96 --command "slimpose train ..."
 
 Packing rounds the run's best weights to fp16 (the checkpoint that ships), exports the
-same weights to ONNX, evaluates them on the run's validation set with the flip test,
-and writes the manifest. Packing under an existing name replaces its files, so a
+same weights to ONNX (with ``--int8``, quantised to INT8 after calibration on the run's
+training crops), evaluates them on the run's validation set with the flip test (the
+INT8 file itself through the torch-free runtime), and writes the manifest: ``val_pck``
+is the shipped file's figure, ``checkpoint_val_pck`` the fp16 checkpoint's. Packing under an existing name replaces its files, so a
 retrain never adds a second copy.
 """
 
@@ -15,6 +17,7 @@ import argparse
 import json
 import platform
 import subprocess
+import tempfile
 from pathlib import Path
 
 from slimpose.errors import ConfigError
@@ -29,6 +32,10 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="pack: the weight's name, e.g. lpn_50_lsp_128x96")
     p.add_argument("--checkpoint", help="pack: the checkpoint to ship (default: RUN/best.pth)")
     p.add_argument("--command", default="", help="pack: the exact command that trained it (recorded)")
+    p.add_argument("--int8", action="store_true",
+                   help="pack: ship the ONNX quantised to INT8 (calibrated on the run's training crops) and score "
+                        "that file; the fp16 checkpoint stays the float weights")
+    p.add_argument("--num-calib", type=int, default=128, help="pack --int8: calibration crops (default 128)")
     p.add_argument("--dir", default=None, help=argparse.SUPPRESS)
 
 
@@ -41,7 +48,8 @@ def run_weights(args: argparse.Namespace) -> int:
     for w in weights:
         m = w.manifest
         train = m.get("training", {})
-        print(f"{w.name:<24} {w.model:<12} {w.input_size[0]}x{w.input_size[1]}  layout {w.layout:<5} "
+        print(f"{w.name:<24} {w.model:<12} {w.input_size[0]}x{w.input_size[1]} {m.get('precision', 'float32'):<7}  "
+              f"layout {w.layout:<5} "
               f"val PCK@0.2 {w.val_pck:5.1f}  ({train.get('minutes', '?')} min, {train.get('crops', '?')} crops)  "
               f"{w.path.name}")
     if args.json:
@@ -100,26 +108,40 @@ def _pack(args: argparse.Namespace) -> int:
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
 
+    if cfg.data.layout != "lsp" or cfg.data.val.type != "lsp":
+        raise ConfigError(f"{ckpt_path}: shipped weights are LSP-14 models validated with PCK on LSP data "
+                          f"(this run: layout {cfg.data.layout!r}, validation type {cfg.data.val.type!r})")
     out_dir = Path(args.dir) if args.dir else WEIGHTS_DIR
     onnx_path, pth_path, manifest_path = (out_dir / f"{args.name}{ext}" for ext in (".onnx", ".pth", ".json"))
     layout = get_layout(cfg.data.layout)
     size = tuple(cfg.data.input_size)
-    export_onnx(model, onnx_path, size, layout, decode=cfg.test.decode, beta=cfg.test.beta,
-                sigma=cfg.data.heatmap_sigma, model_name=cfg.model.name, model_kwargs=dict(cfg.model.kwargs))
+    with tempfile.TemporaryDirectory(prefix="slimpose-pack-") as tmp:
+        float_path = Path(tmp) / "float.onnx" if args.int8 else onnx_path
+        export_onnx(model, float_path, size, layout, decode=cfg.test.decode, beta=cfg.test.beta,
+                    sigma=cfg.data.heatmap_sigma, model_name=cfg.model.name, model_kwargs=dict(cfg.model.kwargs))
+        if args.int8:
+            from slimpose.deploy.commands import calibration_crops
+            from slimpose.deploy.quantize import quantize_int8
+
+            crops = calibration_crops(float_path, config=cfg, split="train", num=args.num_calib)
+            quantize_int8(float_path, onnx_path, crops)
     meta = checkpoint_meta(cfg, model.output_kind)
     save_checkpoint({"model": half, "config": cfg.to_dict(), "meta": meta,
                      "epoch": ckpt.get("epoch"), "stage": ckpt.get("stage", 0)}, pth_path)
 
-    if cfg.data.layout != "lsp" or cfg.data.val.type != "lsp":
-        raise ConfigError(f"{ckpt_path}: shipped weights are LSP-14 models validated with PCK on LSP data "
-                          f"(this run: layout {cfg.data.layout!r}, validation type {cfg.data.val.type!r})")
     codec = build_codec_for(cfg, model.output_kind)
     metrics = evaluate(model.eval(), build_dataset(cfg, "val", codec), codec, flip=cfg.test.flip,
                        batch_size=cfg.data.val_batch_size, workers=0, info=init_distributed())
+    float_pck = round(100 * metrics["PCK"], 2)
+    if args.int8:  # the figure of the file that ships
+        from slimpose.deploy.evaluate import evaluate_onnx
+
+        metrics = evaluate_onnx(onnx_path, cfg.data.val, cfg.data.layout, flip=cfg.test.flip)
     manifest = {
         "name": args.name, "file": onnx_path.name, "checkpoint": pth_path.name, "model": cfg.model.name,
         "input_size": list(size), "layout": layout.name, "decode": cfg.test.decode,
-        "val_pck": round(100 * metrics["PCK"], 2),
+        "precision": "int8" if args.int8 else "float32",
+        "val_pck": round(100 * metrics["PCK"], 2), "checkpoint_val_pck": float_pck,
         "val_metrics": {k: round(100 * v, 2) for k, v in metrics.items() if k != "eval_seconds"},
         "val_set": f"{cfg.data.val.ann_file} images {cfg.data.val.first}-{cfg.data.val.last}, flip test",
         "config": cfg.to_dict(), "command": args.command,
