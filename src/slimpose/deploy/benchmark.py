@@ -20,6 +20,7 @@ import torch
 from slimpose.deploy.complexity import DEFAULT_INPUT, format_input
 from slimpose.deploy.reparam import reparameterize_model
 from slimpose.errors import SlimposeError
+from slimpose.machine import cpu_name
 
 BACKENDS = ("torch", "onnxruntime", "torch-cuda", "onnxruntime-cuda")
 
@@ -210,6 +211,7 @@ def benchmark(
     from slimpose.models.registry import build_model
 
     rows: list[dict] = []
+    cpu = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu_name()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -255,7 +257,7 @@ def benchmark(
                         "input": format_input(size), "median_ms": median, "p90_ms": _percentile(ms, 90),
                         "mean_ms": statistics.fmean(ms), "min_ms": min(ms),
                         "throughput": batch * 1e3 / median, "iters": len(ms),
-                        "load_avg_1min": load, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                        "cpu": cpu, "load_avg_1min": load, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
                         "ort_spin": spin if r.backend.startswith("onnxruntime") else None,
                     }
                     if profile and r.backend == "onnxruntime":

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import tempfile
 from pathlib import Path
 
 from slimpose.errors import ConfigError
+from slimpose.machine import cpu_name
 from slimpose.weights import WEIGHTS_DIR, file_sha256, list_weights
 
 
@@ -60,17 +59,6 @@ def run_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def training_record(run_dir: Path) -> dict:
     """Totals over every sitting of a run, from its log.jsonl (resumes append to it)."""
     log = run_dir / "log.jsonl"
@@ -80,7 +68,7 @@ def training_record(run_dir: Path) -> dict:
     seconds = sum(r.get("epoch_seconds", 0.0) for r in records)
     iters = sum(r.get("iterations", 0) for r in records)
     return {"epochs": len(records), "iterations": iters, "minutes": round(seconds / 60, 1),
-            "hardware": f"{_cpu_name()} (CPU)"}
+            "hardware": f"{cpu_name()} (CPU)"}
 
 
 def _pack(args: argparse.Namespace) -> int:
