@@ -1,9 +1,10 @@
 """Latency of deployed models: PyTorch eager and ONNX Runtime, measured in the same run.
 
-Each model is built once, re-parameterised (the deployed form), exported to a temporary
-ONNX file, and then every requested backend is timed in interleaved rounds (round-robin
-blocks of iterations), so slow drifts of the machine (turbo, other load) hit all backends
-alike and their ratio is meaningful.
+Each model is built once, re-parameterised (the deployed form) and exported to a
+temporary ONNX file; then every (model, backend) pair is timed in interleaved rounds
+(round-robin blocks of iterations), so slow drifts of the machine (clock ramp-up, other
+load) hit all of them alike and their ratios are meaningful. Timing the models one after
+another is not: the first one measured 1.5x slower than the same model timed last.
 """
 
 from __future__ import annotations
@@ -192,7 +193,9 @@ def benchmark(
     threads follow ``OMP_WAIT_POLICY``, which must be set before torch is imported (the
     CLI's ``--no-spin`` does both). On a machine where other processes hold cores,
     spinning threads can make multi-threaded latency many times worse than one thread.
-    Each row records the 1-minute load average at the start of its model.
+    All models are built first; then every (model, backend) takes its turn in each round,
+    so the ratios between models hold as well as those between backends. Each row records
+    the 1-minute load average when timing starts.
     ``profile``: ONNX Runtime CPU rows also get ``"profile"``, the per-op-type time split
     of :func:`profile_onnx` (a separate profiled session, after the timed runs).
     """
@@ -207,68 +210,78 @@ def benchmark(
     if batch < 1 or threads < 1 or iters < 1 or warmup < 0:
         raise SlimposeError("batch, threads and iters must be >= 1 and warmup >= 0")
 
-    from slimpose.deploy.export import default_layout, export_onnx
-    from slimpose.models.registry import build_model
-
     rows: list[dict] = []
     cpu = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu_name()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="slimpose-bench-") as tmp:
-            for spec in models:
-                onnx_path = onnx_model_file(spec)
-                if onnx_path is not None:  # an exported file (float or INT8): ONNX Runtime only
-                    name, size = spec, onnx_input_size(onnx_path)
-                    x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
-                    file_backends = [b for b in backends if b.startswith("onnxruntime")]
-                    if not file_backends:
-                        raise SlimposeError(f"{spec}: an ONNX file runs on the onnxruntime backends only")
-                    deployed = model = None
-                    runners = [_Runner(b, None, onnx_path, x, threads, spin) for b in file_backends]
-                else:
-                    name, size = model_spec(spec, input_size)
-                    torch.manual_seed(0)
-                    model = build_model(name, num_joints=num_joints, input_size=size).eval()
-                    deployed = reparameterize_model(model, inplace=True)
-                    x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
-                    if any(b.startswith("onnxruntime") for b in backends):
-                        onnx_path = Path(tmp) / f"{name}_{format_input(size)}.onnx"
-                        export_onnx(deployed, onnx_path, size, default_layout(num_joints), batch_size=batch,
-                                    check=False, model_name=name)
-                    runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x,
-                                       threads, spin) for b in backends]
-                load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            entries = [_prepare(spec, backends, input_size, batch, num_joints, threads, spin, Path(tmp))
+                       for spec in models]
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            runners = [r for entry in entries for r in entry["runners"]]
+            for r in runners:
+                for _ in range(warmup):
+                    r.run()
+            # Every runner of every model takes its turn in each round, so a slow start of the
+            # machine (clock ramp-up, allocator growth) or a burst of other load hits all of
+            # them alike and their ratios hold; timing one model after another does not.
+            per_round = max(1, -(-iters // rounds))
+            done = 0
+            while done < iters:
+                n = min(per_round, iters - done)
                 for r in runners:
-                    for _ in range(warmup):
-                        r.run()
-                per_round = max(1, -(-iters // rounds))
-                done = 0
-                while done < iters:
-                    n = min(per_round, iters - done)
-                    for r in runners:
-                        r.times.extend(r.run() for _ in range(n))
-                    done += n
-                for r in runners:
+                    r.times.extend(r.run() for _ in range(n))
+                done += n
+            for entry in entries:
+                for r in entry["runners"]:
                     ms = [t * 1e3 for t in r.times]
                     median = statistics.median(ms)
                     row = {
-                        "model": name, "backend": r.backend, "batch": batch, "threads": threads,
-                        "input": format_input(size), "median_ms": median, "p90_ms": _percentile(ms, 90),
+                        "model": entry["name"], "backend": r.backend, "batch": batch, "threads": threads,
+                        "input": format_input(entry["size"]), "median_ms": median, "p90_ms": _percentile(ms, 90),
                         "mean_ms": statistics.fmean(ms), "min_ms": min(ms),
                         "throughput": batch * 1e3 / median, "iters": len(ms),
                         "cpu": cpu, "load_avg_1min": load, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
                         "ort_spin": spin if r.backend.startswith("onnxruntime") else None,
                     }
                     if profile and r.backend == "onnxruntime":
-                        row["profile"] = profile_onnx(onnx_path, x, threads, spin=spin)
+                        row["profile"] = profile_onnx(entry["onnx_path"], entry["x"], threads, spin=spin)
                     rows.append(row)
                     if progress:
                         progress(row)
-                del runners, deployed, model
     finally:
         torch.set_num_threads(old_threads)
     return rows
+
+
+def _prepare(spec: str, backends, input_size, batch: int, num_joints: int, threads: int, spin: bool,
+             tmp: Path) -> dict:
+    """One bench entry: its name, input size, input batch, ONNX file and a runner per backend."""
+    from slimpose.deploy.export import default_layout, export_onnx
+    from slimpose.models.registry import build_model
+
+    onnx_path = onnx_model_file(spec)
+    if onnx_path is not None:  # an exported file (float or INT8): ONNX Runtime only
+        name, size = spec, onnx_input_size(onnx_path)
+        x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
+        file_backends = [b for b in backends if b.startswith("onnxruntime")]
+        if not file_backends:
+            raise SlimposeError(f"{spec}: an ONNX file runs on the onnxruntime backends only")
+        runners = [_Runner(b, None, onnx_path, x, threads, spin) for b in file_backends]
+    else:
+        name, size = model_spec(spec, input_size)
+        torch.manual_seed(0)
+        deployed = reparameterize_model(build_model(name, num_joints=num_joints, input_size=size).eval(),
+                                        inplace=True)
+        x = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
+        if any(b.startswith("onnxruntime") for b in backends):
+            onnx_path = tmp / f"{name}_{format_input(size)}.onnx"
+            export_onnx(deployed, onnx_path, size, default_layout(num_joints), batch_size=batch, check=False,
+                        model_name=name)
+        runners = [_Runner(b, deployed if b == "torch" else _copy_for(b, deployed), onnx_path, x, threads, spin)
+                   for b in backends]
+    return {"name": name, "size": size, "x": x, "onnx_path": onnx_path, "runners": runners}
 
 
 def _copy_for(backend: str, deployed):
