@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -210,6 +211,19 @@ def test_export_takes_decoding_and_input_size_from_the_checkpoint(synth, tmp_pat
 
     meta = read_onnx_metadata(onnx_path).to_fields()
     assert (meta["decode"], meta["beta"], list(meta["input_size"])) == ("softargmax", 120.0, [64, 48])
+    # The export scored through the torch-free runtime on the same COCO-format validation set
+    # gives the checkpoint's figures: same instances, crops, decoding and metric.
+    config_path = tmp_path / "cfg.yaml"
+    config_path.write_text(yaml.safe_dump(cfg))
+    by_torch, by_onnx = tmp_path / "torch" / "metrics.json", tmp_path / "onnx" / "metrics.json"
+    assert cli_main(["eval", "--checkpoint", str(tmp_path / "last.pth"), "--out", str(by_torch)]) == 0
+    assert cli_main(["eval", str(config_path), "--onnx", str(onnx_path), "--out", str(by_onnx)]) == 0
+    assert json.loads(by_onnx.read_text()).keys() >= {"AP", "AP50", "AR"}
+    results = [sorted(json.loads((d / "results_keypoints.json").read_text()), key=lambda r: (r["image_id"], round(sum(r["keypoints"][::3]))))
+               for d in (by_torch.parent, by_onnx.parent)]
+    assert len(results[0]) == len(results[1]) == 6  # every validation person, once
+    kpts = [np.asarray([r["keypoints"] for r in rs]).reshape(6, 17, 3) for rs in results]
+    np.testing.assert_allclose(kpts[1][..., :2], kpts[0][..., :2], atol=0.05)  # image pixels
 
 
 def test_weights_tied_to_the_input_size_load_only_at_that_size(monkeypatch):
