@@ -286,22 +286,16 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
     """(M, 3, H, W) normalised crops for calibration/evaluation at the model's input size:
     whole images of a folder, or the persons of a config's ``split`` (their boxes, no
     augmentation). ``config``: a YAML path or an ``ExperimentConfig``."""
-    from slimpose.deploy.runtime import (
-        crops_from_images,
-        list_images,
-        read_onnx_metadata,
-        warp_crops,
-    )
+    from slimpose.deploy.runtime import crops_from_images, list_images, model_input, read_onnx_metadata
 
     meta = read_onnx_metadata(onnx_path)
-    size, to_rgb = meta.input_size, meta.color_order == "RGB"
+    size = meta.input_size
     if images_dir:
         files = list_images(images_dir)
         return crops_from_images([files[i] for i in _spread(len(files), num)], size, meta.mean, meta.std,
-                                 padding=meta.box_padding, to_rgb=to_rgb)
+                                 padding=meta.box_padding, to_rgb=meta.color_order == "RGB")
     from slimpose.config import ExperimentConfig, load_config
     from slimpose.data.sources import build_source, read_image
-    from slimpose.data.transforms import normalize_crop
     from slimpose.keypoints import get_layout
 
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
@@ -312,8 +306,7 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
     out = []
     for i in _spread(len(src.instances), num):
         inst = src.instances[i]
-        crop = warp_crops(read_image(inst.image_path), np.asarray([inst.center]), np.asarray([inst.scale]), size)
-        out.append(normalize_crop(crop, meta.mean, meta.std, to_rgb))
+        out.append(model_input(read_image(inst.image_path), np.asarray([inst.center]), np.asarray([inst.scale]), meta))
     return np.concatenate(out)
 
 

@@ -16,8 +16,7 @@ import numpy as np
 
 from slimpose.codecs import predict_keypoints
 from slimpose.data.sources import build_source, read_image
-from slimpose.data.transforms import normalize_crop
-from slimpose.deploy.runtime import OnnxPoseEstimator, warp_crops
+from slimpose.deploy.runtime import OnnxPoseEstimator, model_input
 from slimpose.errors import ConfigError
 from slimpose.keypoints import get_layout
 
@@ -42,8 +41,7 @@ def evaluate_onnx(onnx_path: str | Path, val_dataset, layout_name: str, *, flip:
     for inst in source.instances:
         if inst.image_path != image_path:  # COCO lists the people of an image together
             image_path, image = inst.image_path, read_image(inst.image_path)
-        crop = warp_crops(image, inst.center[None], inst.scale[None], estimator.input_size)
-        x = normalize_crop(crop, meta.mean, meta.std, to_rgb=meta.color_order == "RGB")
+        x = model_input(image, inst.center[None], inst.scale[None], meta)
         kpts, kpt_scores = predict_keypoints(estimator.forward, x, estimator.codec, inst.center[None], inst.scale[None],
                                              flip_index)
         keypoints.append(kpts[0])

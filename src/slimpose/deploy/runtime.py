@@ -239,6 +239,14 @@ def warp_crops(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
     return out
 
 
+def model_input(image_bgr: np.ndarray, centers: np.ndarray, scales: np.ndarray,
+                meta: PoseModelMetadata) -> np.ndarray:
+    """The network input (N, 3, H, W) float32 for the crops at ``centers``/``scales``
+    (image px): warped to the model's input size and normalised as its metadata says."""
+    crops = warp_crops(image_bgr, centers, scales, meta.input_size)
+    return normalize_crop(crops, meta.mean, meta.std, to_rgb=meta.color_order == "RGB")
+
+
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -363,8 +371,7 @@ class OnnxPoseEstimator:
         h, w = self.input_size
         m = self.metadata
         centers, scales = box_to_center_scale(boxes, w / h, m.box_padding)
-        crops = warp_crops(image, centers, scales, self.input_size)
-        return normalize_crop(crops, m.mean, m.std, to_rgb=m.color_order == "RGB"), centers, scales
+        return model_input(image, centers, scales, m), centers, scales
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Run the network on (N, 3, H, W), in chunks of the model's static batch if it has one."""

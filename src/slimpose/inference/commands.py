@@ -35,7 +35,8 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE", help="an image, a folder of images, a video file, or a camera index")
     p.add_argument("--detector", metavar="FILE|whole|boxes:FILE.json", default="whole",
                    help="person boxes: a detector ONNX file (YOLOX, NanoDet, YOLOv8/YOLO11), 'whole' (the whole "
-                        "image, refined by the pose; default), or 'boxes:FILE.json' (COCO detection results, or a COCO annotation file's ground-truth boxes)")
+                        "image, refined by the pose; default), or 'boxes:FILE.json' (COCO detection results, or "
+                        "a COCO annotation file's ground-truth boxes)")
     p.add_argument("--out", metavar="DIR", default="slimpose_infer",
                    help="where results.json and the drawings go (default: ./slimpose_infer)")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")

@@ -7,8 +7,8 @@ Packing rounds the run's best weights to fp16 (the checkpoint that ships), expor
 same weights to ONNX (with ``--int8``, quantised to INT8 after calibration on the run's
 training crops), evaluates them on the run's validation set with the flip test (the
 INT8 file itself through the torch-free runtime), and writes the manifest: ``val_pck``
-is the shipped file's figure, ``checkpoint_val_pck`` the fp16 checkpoint's. Packing under an existing name replaces its files, so a
-retrain never adds a second copy.
+is the shipped file's figure, ``checkpoint_val_pck`` the fp16 checkpoint's. Packing
+under an existing name replaces its files, so a retrain never adds a second copy.
 """
 
 from __future__ import annotations
