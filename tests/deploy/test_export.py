@@ -231,6 +231,50 @@ def test_quantize_int8_close_to_float(exported, image_dir, tmp_path):
     assert k.shape == (1, 17, 2) and np.isfinite(k).all()
 
 
+def test_float_nodes_are_the_softmax_modules_and_named_substrings():
+    import onnx
+    from onnx import helper
+
+    from slimpose.deploy.quantize import float_node_names
+    from slimpose.errors import SlimposeError
+
+    names = ["/stem/conv/Conv", "/layer1/0/gc/conv_mask/Conv", "/layer1/0/gc/Softmax", "/layer1/0/gc/MatMul",
+             "/layer1/0/conv2/Conv", "/final/Conv"]
+    graph = helper.make_graph([helper.make_node(n.rsplit("/", 1)[1].split("_")[0], [], [], name=n) for n in names],
+                              "g", [], [])
+    assert isinstance(graph, onnx.GraphProto)
+    gc = names[1:4]
+    assert float_node_names(graph) == gc
+    assert float_node_names(graph, float_attention=False) == []
+    assert float_node_names(graph, ("/stem/",)) == [names[0], *gc]
+    with pytest.raises(SlimposeError, match="--keep-float '/stme/'"):
+        float_node_names(graph, ("/stme/",))
+
+
+def test_quantize_keeps_lpn_attention_in_float(exported, image_dir, tmp_path):
+    import onnx
+
+    from slimpose.deploy.quantize import quantize_int8
+
+    src = exported["lpn_50"]["result"]["path"]
+    crops = crops_from_images(sorted(image_dir.iterdir())[:4], SIZE, IMAGENET_MEAN_RGB, IMAGENET_STD_RGB)
+    out = tmp_path / "lpn_int8.onnx"
+    info = quantize_int8(src, out, crops, keep_float=("/stem/stem.0/",))
+    nodes = onnx.load(str(out)).graph.node
+    producer = {o: n for n in nodes for o in n.output}
+
+    def quantized_input(name: str) -> bool:  # an INT8 conv's weights come dequantized, a float one's as they are
+        weight = next(n for n in nodes if n.name == name).input[1]
+        return weight in producer and producer[weight].op_type == "DequantizeLinear"
+
+    gc_convs = [n.name for n in nodes if n.op_type == "Conv" and "/gc/" in n.name]
+    assert gc_convs and not any(quantized_input(n) for n in gc_convs)
+    assert not quantized_input("/stem/stem.0/conv/Conv")
+    assert quantized_input("/final/Conv")
+    assert info["float_nodes"] > len(gc_convs) and info["keep_float"] == ["/stem/stem.0/"]
+    assert read_onnx_metadata(out).extra["quantization"]["float_attention"] is True
+
+
 def test_benchmark_rows():
     from slimpose.deploy.benchmark import benchmark
 
@@ -261,6 +305,13 @@ def test_benchmark_compares_input_sizes_in_one_run():
     rows = benchmark(["tinypose@64x48", "tinypose@32x32"], backends=("onnxruntime",), threads=1, warmup=0,
                      iters=2, rounds=1)
     assert [(r["model"], r["input"]) for r in rows] == [("tinypose", "64x48"), ("tinypose", "32x32")]
+    from slimpose.deploy.benchmark import format_bench_table
+
+    table = format_bench_table(rows).splitlines()
+    assert table[0].split()[-3:] == ["x", "row", "1"]
+    ratio = float(table[3].split()[-1])
+    assert ratio == pytest.approx(rows[1]["median_ms"] / rows[0]["median_ms"], abs=1e-3)
+    assert table[2].split()[-1] == "1.000"
 
 
 def test_benchmark_times_onnx_files_beside_registered_models(tmp_path):

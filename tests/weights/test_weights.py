@@ -69,7 +69,7 @@ def test_weights_command_lists_and_writes_json(tmp_path, capsys):
 
 @needs_lspet
 @pytest.mark.realdata
-def test_pack_a_run_then_use_it_by_name(tmp_path):
+def test_pack_a_run_then_use_it_by_name(tmp_path, capsys):
     from slimpose.deploy.runtime import OnnxPoseEstimator
 
     joints, images = str(LSPET / "joints.mat"), str(LSPET / "images")
@@ -122,10 +122,16 @@ def test_pack_a_run_then_use_it_by_name(tmp_path):
     assert json.loads((tmp_path / "onnx" / "metrics.json").read_text())["PCK"] == pytest.approx(w.val_pck / 100,
                                                                                               abs=1e-3)
     # INT8: the shipped file is quantised (calibrated on training crops) and its own figure is the manifest's
+    assert cli_main(["weights", "pack", str(run), "--name", "tiny_lsp_int8", "--dir", str(shipped),
+                     "--full-range"]) == 2
+    assert "apply to pack --int8" in capsys.readouterr().err
     assert cli_main(["weights", "pack", str(run), "--name", "tiny_lsp_int8", "--dir", str(shipped), "--int8",
-                     "--num-calib", "4"]) == 0
+                     "--num-calib", "4", "--full-range", "--keep-float", "/stem/"]) == 0
     q = get_weight("tiny_lsp_int8", shipped)
     assert q.manifest["precision"] == "int8" and m.get("precision") == "float32"
+    quantization = q.manifest["quantization"]
+    assert quantization["keep_float"] == ["/stem/"] and quantization["float_nodes"] >= 1
+    assert quantization["weights"] == "int8 per-channel" and quantization["num_calibration_crops"] == 4
     assert q.manifest["checkpoint_val_pck"] == pytest.approx(w.val_pck)
     import onnx
 

@@ -291,14 +291,17 @@ def _copy_for(backend: str, deployed):
 
 
 def format_bench_table(rows: list[dict]) -> str:
-    """Text table; a ratio column compares each backend with the model's first one."""
+    """Text table. "speed-up" compares each backend with the model's first one; "x row 1"
+    is the latency as a fraction of the first row's, the ratio between models that holds
+    across machines when all were timed in one run."""
     header = (f"{'model':<14} {'input':>8} {'backend':<17} {'batch':>5} {'thr':>3} {'median ms':>10} "
-              f"{'p90 ms':>8} {'img/s':>8} {'vs first':>8}")
+              f"{'p90 ms':>8} {'img/s':>8} {'speed-up':>8} {'x row 1':>8}")
     lines = [header, "-" * len(header)]
     first: dict[tuple, float] = {}
     for r in rows:
         key = (r["model"], r["input"], r["batch"], r["threads"])
         base = first.setdefault(key, r["median_ms"])
         lines.append(f"{r['model']:<14} {r['input']:>8} {r['backend']:<17} {r['batch']:>5} {r['threads']:>3} "
-                     f"{r['median_ms']:>10.2f} {r['p90_ms']:>8.2f} {r['throughput']:>8.1f} {base / r['median_ms']:>7.2f}x")
+                     f"{r['median_ms']:>10.2f} {r['p90_ms']:>8.2f} {r['throughput']:>8.1f} {base / r['median_ms']:>7.2f}x "
+                     f"{r['median_ms'] / rows[0]['median_ms']:>8.3f}")
     return "\n".join(lines)

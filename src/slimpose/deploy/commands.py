@@ -270,9 +270,29 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-calib", type=int, default=64, help="calibration crops (default 64)")
     p.add_argument("--num-eval", type=int, default=32, help="held-out crops for the float vs INT8 comparison")
     p.add_argument("--threads", type=int, default=2)
+    add_int8_arguments(p)
+    p.add_argument("--json", metavar="PATH", help="write the comparison as JSON")
+
+
+def add_int8_arguments(p: argparse.ArgumentParser) -> None:
+    """The quantisation choices, shared by ``quantize`` and ``weights pack --int8``."""
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per channel)")
     p.add_argument("--calibrate", default="minmax", choices=("minmax", "entropy", "percentile"))
-    p.add_argument("--json", metavar="PATH", help="write the comparison as JSON")
+    p.add_argument("--keep-float", nargs="+", default=[], metavar="SUBSTR",
+                   help="leave the ONNX nodes whose names contain SUBSTR in float (e.g. /stem/stem.0/ for "
+                        "LPN's first conv)")
+    p.add_argument("--quantize-attention", action="store_true",
+                   help="quantise softmax-attention modules too (default: they stay float)")
+    p.add_argument("--full-range", action="store_true",
+                   help="8-bit weights even on an x86 CPU without VNNI (default there: 7 bits, which avoids "
+                        "saturating its U8S8 kernels; check the accuracy of the result on that CPU)")
+
+
+def int8_options(args: argparse.Namespace) -> dict:
+    """``quantize_int8`` keyword arguments from :func:`add_int8_arguments`' options."""
+    return {"per_channel": not args.per_tensor, "calibrate_method": args.calibrate,
+            "keep_float": tuple(args.keep_float), "float_attention": not args.quantize_attention,
+            "reduce_range": False if args.full_range else None}
 
 
 def _spread(n_total: int, n: int) -> list[int]:
@@ -325,10 +345,11 @@ def run_quantize(args: argparse.Namespace) -> int:
         held = crops[sorted(eval_idx)]
     else:
         calib, held = crops[: args.num_calib], crops
-    info = quantize_int8(args.onnx, args.out, calib, per_channel=not args.per_tensor, calibrate_method=args.calibrate)
+    info = quantize_int8(args.onnx, args.out, calib, **int8_options(args))
     cmp_ = compare_int8(args.onnx, args.out, held, threads=args.threads)
     print(f"wrote {info['path']} (QDQ INT8, {info['weights']}, activations {info['activations']}, "
-          f"{len(calib)} calibration crops; {info['size_float_mb']:.2f} MB -> {info['size_int8_mb']:.2f} MB)")
+          f"{len(calib)} calibration crops, {info['float_nodes']} nodes left in float; "
+          f"{info['size_float_mb']:.2f} MB -> {info['size_int8_mb']:.2f} MB)")
     print(f"latency batch {cmp_['batch']}, {cmp_['threads']} threads: float {cmp_['float_ms']:.2f} ms, "
           f"INT8 {cmp_['int8_ms']:.2f} ms, speed-up {cmp_['speedup']:.2f}x")
     pck_key = next(k for k in cmp_ if k.startswith("pck@"))

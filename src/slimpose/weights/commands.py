@@ -18,6 +18,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from slimpose.deploy.commands import add_int8_arguments, int8_options
 from slimpose.errors import ConfigError
 from slimpose.machine import cpu_name
 from slimpose.weights import WEIGHTS_DIR, file_sha256, list_weights
@@ -35,6 +36,7 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
                    help="pack: ship the ONNX quantised to INT8 (calibrated on the run's training crops) and score "
                         "that file; the fp16 checkpoint stays the float weights")
     p.add_argument("--num-calib", type=int, default=128, help="pack --int8: calibration crops (default 128)")
+    add_int8_arguments(p)
     p.add_argument("--dir", default=None, help=argparse.SUPPRESS)
 
 
@@ -86,6 +88,10 @@ def _pack(args: argparse.Namespace) -> int:
 
     if not (args.run and args.name):
         raise ConfigError("pack needs RUN_DIR and --name")
+    if not args.int8 and (args.per_tensor or args.calibrate != "minmax" or args.keep_float
+                          or args.quantize_attention or args.full_range):
+        raise ConfigError("--per-tensor, --calibrate, --keep-float, --quantize-attention and --full-range apply "
+                          "to pack --int8")
     run_dir = Path(args.run)
     ckpt_path = Path(args.checkpoint) if args.checkpoint else run_dir / "best.pth"
     ckpt = load_checkpoint(ckpt_path)
@@ -112,7 +118,7 @@ def _pack(args: argparse.Namespace) -> int:
             from slimpose.deploy.quantize import quantize_int8
 
             crops = calibration_crops(float_path, config=cfg, split="train", num=args.num_calib)
-            quantize_int8(float_path, onnx_path, crops)
+            quantization = quantize_int8(float_path, onnx_path, crops, **int8_options(args))
     meta = checkpoint_meta(cfg, model.output_kind)
     save_checkpoint({"model": half, "config": cfg.to_dict(), "meta": meta,
                      "epoch": ckpt.get("epoch"), "stage": ckpt.get("stage", 0)}, pth_path)
@@ -134,6 +140,8 @@ def _pack(args: argparse.Namespace) -> int:
         "val_set": f"{cfg.data.val.ann_file} images {cfg.data.val.first}-{cfg.data.val.last}, flip test",
         "config": cfg.to_dict(), "command": args.command,
         "training": {**training_record(run_dir), "crops": None, "from_scratch": True},
+        **({"quantization": {k: v for k, v in quantization.items() if not k.startswith(("path", "size_"))}}
+           if args.int8 else {}),
         "sha256": file_sha256(onnx_path), "checkpoint_sha256": file_sha256(pth_path),
         "torch": torch.__version__,
     }
