@@ -41,6 +41,18 @@ def test_tradeoff_picture(tmp_path):
     assert is_png(out)
 
 
+def test_labels_of_points_that_measure_alike_go_on_separate_lines():
+    from slimpose.engine.plot import label_offsets
+
+    # hrnet_w32 and elhrnet: 12.6 PCK at 35.0 ms both; sdhrnet far to the right
+    points = [(13.1, 56.6), (9.1, 55.9), (35.0, 12.6), (35.0, 12.6), (50.9, 12.1), (7.9, 5.1)]
+    offsets = label_offsets(points)
+    assert offsets[2] == 0 and offsets[3] == -11
+    assert offsets[1] == -11  # the INT8 point sits just left of and below the fp32 one
+    assert offsets[4] == 0 and offsets[5] == 0
+    assert label_offsets([(1.0, 1.0)]) == [0]
+
+
 @pytest.mark.parametrize("rows, message", [
     ([{"name": "a", "AP": 0.5}], r"\[0\].latency_ms: expected a number, got None"),
     ([{"name": "a", "latency_ms": 3.0}], "no accuracy key that every row has"),

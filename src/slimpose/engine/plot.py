@@ -131,15 +131,29 @@ def read_tradeoff_rows(path: Path, metric: str | None) -> tuple[list[dict], str]
     return rows, metric
 
 
+def label_offsets(points: list[tuple[float, float]], near: float = 0.06) -> list[int]:
+    """Vertical label offsets in points (0, -11, -22, ...): a point whose label would start
+    within ``near`` of the axes' spans of an earlier point's gets the next free line below
+    it, so labels of models that measure alike do not print over each other."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    xspan, yspan = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    offsets: list[int] = []
+    for i, (x, y) in enumerate(points):
+        taken = {offsets[j] for j in range(i)
+                 if abs(points[j][0] - x) < near * 4 * xspan and abs(points[j][1] - y) < near * yspan}
+        offsets.append(next(-11 * k for k in range(len(points)) if -11 * k not in taken))
+    return offsets
+
+
 def plot_tradeoff(path: Path, out: Path, metric: str | None = None) -> Path:
     """One labelled point per model: accuracy (up) against latency (left is faster)."""
     rows, metric = read_tradeoff_rows(path, metric)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for row in rows:
-        ax.scatter(row["latency_ms"], row[metric], s=40)
-        ax.annotate(row["name"], (row["latency_ms"], row[metric]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+    points = [(row["latency_ms"], row[metric]) for row in rows]
+    for row, xy, dy in zip(rows, points, label_offsets(points)):
+        ax.scatter(*xy, s=40)
+        ax.annotate(row["name"], xy, textcoords="offset points", xytext=(5, 4 + dy), fontsize=8)
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} against latency ({path.name})")
