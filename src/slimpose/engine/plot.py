@@ -131,16 +131,17 @@ def read_tradeoff_rows(path: Path, metric: str | None) -> tuple[list[dict], str]
     return rows, metric
 
 
-def label_offsets(points: list[tuple[float, float]], near: float = 0.06) -> list[int]:
-    """Vertical label offsets in points (0, -11, -22, ...): a point whose label would start
-    within ``near`` of the axes' spans of an earlier point's gets the next free line below
-    it, so labels of models that measure alike do not print over each other."""
+def label_offsets(points: list[tuple[float, float]], width: float = 0.24, height: float = 0.06) -> list[int]:
+    """Vertical label offsets in points (0, -11, -22, ...). A label is about ``width`` of
+    the x span wide and ``height`` of the y span tall; a point whose label would start
+    inside an earlier point's label box gets the next free line below it, so models that
+    measure alike do not print their names over each other."""
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     xspan, yspan = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
     offsets: list[int] = []
     for i, (x, y) in enumerate(points):
         taken = {offsets[j] for j in range(i)
-                 if abs(points[j][0] - x) < near * 4 * xspan and abs(points[j][1] - y) < near * yspan}
+                 if abs(points[j][0] - x) < width * xspan and abs(points[j][1] - y) < height * yspan}
         offsets.append(next(-11 * k for k in range(len(points)) if -11 * k not in taken))
     return offsets
 
