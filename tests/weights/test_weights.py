@@ -118,6 +118,10 @@ def test_pack_a_run_then_use_it_by_name(tmp_path, capsys):
         assert cli_main(["eval", "--checkpoint", "tiny_lsp", "--out", str(out)]) == 0
         # ... and its ONNX file through the torch-free runtime, on the manifest's validation set
         assert cli_main(["eval", "--onnx", "tiny_lsp", "--out", str(tmp_path / "onnx" / "metrics.json")]) == 0
+        # ... and re-exports by name, e.g. with another decoding
+        assert cli_main(["export", "tinypose", "--checkpoint", "tiny_lsp", "--decode", "dark",
+                         "--out", str(tmp_path / "re.onnx")]) == 0
+    assert OnnxPoseEstimator(tmp_path / "re.onnx").codec.decode_method == "dark"
     assert json.loads(out.read_text())["PCK"] == pytest.approx(w.val_pck / 100, abs=1e-3)
     assert json.loads((tmp_path / "onnx" / "metrics.json").read_text())["PCK"] == pytest.approx(w.val_pck / 100,
                                                                                               abs=1e-3)

@@ -108,7 +108,8 @@ def run_complexity(args: argparse.Namespace) -> int:
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="registered model name")
-    p.add_argument("--checkpoint", metavar="PATH", help="trained weights (slimpose checkpoint or state dict)")
+    p.add_argument("--checkpoint", metavar="PATH", help="trained weights (slimpose checkpoint or state dict), or a "
+                                                        "shipped weight name (see 'slimpose weights')")
     p.add_argument("--input", type=parse_hxw, metavar="HxW",
                    help="input size (default: the checkpoint's, else the paper's, else 256x192)")
     p.add_argument("--out", required=True, metavar="FILE.onnx")
@@ -163,11 +164,14 @@ def run_export(args: argparse.Namespace) -> int:
     from slimpose.deploy.export import export_onnx, weights_record
     from slimpose.deploy.runtime import crops_from_images, list_images
     from slimpose.models.registry import build_model, list_models
+    from slimpose.weights import resolve_checkpoint
 
     if args.model not in list_models():
         raise SlimposeError(f"unknown model {args.model!r}; known: {', '.join(list_models())}")
     if not args.tolerance >= 0:
         raise SlimposeError(f"--tolerance must be a number >= 0, got {args.tolerance}")
+    if args.checkpoint:
+        args.checkpoint = str(resolve_checkpoint(args.checkpoint))
     meta = _checkpoint_meta(args.checkpoint) if args.checkpoint else {}
     if meta.get("model_name") and meta["model_name"] != args.model:
         raise SlimposeError(f"{args.checkpoint}: checkpoint is for model {meta['model_name']!r}, not {args.model!r}")
