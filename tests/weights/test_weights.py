@@ -144,6 +144,12 @@ def test_pack_a_run_then_use_it_by_name(tmp_path, capsys):
         mp.setattr(slimpose.weights, "WEIGHTS_DIR", shipped)
         assert cli_main(["eval", "--onnx", "tiny_lsp_int8", "--out", str(tmp_path / "q" / "metrics.json")]) == 0
     assert 100 * json.loads((tmp_path / "q" / "metrics.json").read_text())["PCK"] == pytest.approx(q.val_pck, abs=0.01)
+    # the decoding a weight ships with can differ from the run's, and the figure is measured with it
+    assert cli_main(["weights", "pack", str(run), "--name", "tiny_lsp_dark", "--dir", str(shipped),
+                     "--decode", "dark"]) == 0
+    d = get_weight("tiny_lsp_dark", shipped)
+    assert d.manifest["decode"] == "dark" and d.manifest["config"]["test"]["decode"] == "dark"
+    assert OnnxPoseEstimator(d.path).codec.decode_method == "dark"
 
 
 SHIPPED = list_weights()

@@ -18,6 +18,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from slimpose.codecs import DECODE_METHODS
 from slimpose.deploy.commands import add_int8_arguments, int8_options
 from slimpose.errors import ConfigError
 from slimpose.machine import cpu_name
@@ -32,6 +33,9 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="pack: the weight's name, e.g. lpn_50_lsp_160x128")
     p.add_argument("--checkpoint", help="pack: the checkpoint to ship (default: RUN/best.pth)")
     p.add_argument("--command", default="", help="pack: the exact command that trained it (recorded)")
+    p.add_argument("--decode", choices=DECODE_METHODS,
+                   help="pack: the heatmap decoding the file and manifest carry and the figure is measured with "
+                        "(default: the run's test.decode)")
     p.add_argument("--int8", action="store_true",
                    help="pack: ship the ONNX quantised to INT8 (calibrated on the run's training crops) and score "
                         "that file; the fp16 checkpoint stays the float weights")
@@ -96,6 +100,8 @@ def _pack(args: argparse.Namespace) -> int:
     ckpt_path = Path(args.checkpoint) if args.checkpoint else run_dir / "best.pth"
     ckpt = load_checkpoint(ckpt_path)
     cfg = config_from_dict(ckpt["config"], source=f"{ckpt_path} (stored config)")
+    if args.decode:
+        cfg.test.decode = args.decode
     model = build_model_for(cfg)
     load_model_weights(model, ckpt)
     # Ship what fp16 can hold, and export and score exactly those weights.
