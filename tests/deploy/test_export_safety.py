@@ -105,3 +105,11 @@ def test_graph_onnx_runtime_cannot_load_is_an_export_error(tmp_path, monkeypatch
     with pytest.raises(ExportError, match="cannot load the exported graph.*perm\\). Nothing was written$"):
         export_onnx(ExportsDifferently(0.0), tmp_path / "m.onnx", SIZE, COCO17)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_input_size_whose_heatmaps_are_not_a_uniform_downscale_is_refused(tmp_path):
+    # tinypose rounds 168/32 up, so at 224x168 it gives 56x44 heatmaps where x and y strides differ
+    target = tmp_path / "odd.onnx"
+    with pytest.raises(ExportError, match="224x168.*56x44 heatmaps are not the 224x168 input scaled by one factor"):
+        export_onnx(build_model("tinypose", input_size=(224, 168)), target, (224, 168), COCO17)
+    assert not target.exists()

@@ -16,7 +16,7 @@ from slimpose.config import TrainConfig, config_from_dict
 from slimpose.data.synthetic import generate_synthetic_coco
 from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
 from slimpose.engine.train import Trainer, TrainingDiverged, learning_rate
-from slimpose.errors import CheckpointError
+from slimpose.errors import CheckpointError, ConfigError
 from slimpose.models import build_model
 
 from engine_testdata import small_config
@@ -162,6 +162,14 @@ def test_time_budget_stops_validates_and_saves(synth, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["iterations"] == 1 and "val/AP" in records[0]
     assert load_checkpoint(tmp_path / "last.pth")["epoch"] == 1
+
+
+def test_an_input_size_the_model_cannot_serve_is_a_config_error(synth, tmp_path):
+    data = small_config(synth)
+    data["data"]["input_size"] = [72, 56]  # tinypose gives 20x16 heatmaps here, not 18x14
+    with pytest.raises(ConfigError, match=r"data.input_size: tinypose at 72x56: expected heatmaps \(N, 17, 18, 14\), "
+                                          r"got \(1, 17, 20, 16\)"):
+        Trainer(config_from_dict(data), tmp_path)
 
 
 def test_coordinate_model_trains_and_evaluates_through_the_same_engine(synth, tmp_path):

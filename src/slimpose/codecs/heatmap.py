@@ -350,6 +350,10 @@ class HeatmapCodec(KeypointCodec):
     def fitted_to(self, output_shape) -> HeatmapCodec:
         if len(output_shape) != 4:
             return self
+        (h, w), (hh, hw) = self.input_size, output_shape[2:]
+        if h * hw != w * hh:
+            raise ValueError(f"its {hh}x{hw} heatmaps are not the {h}x{w} input scaled by one factor, so decoded "
+                             "joints would be misplaced; choose an input size whose sides are multiples of 32")
         return HeatmapCodec(self.input_size, tuple(output_shape[2:]), self.sigma, self.decode_method, self.beta,
                             self.refine, self.flip_shift)
 

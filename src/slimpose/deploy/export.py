@@ -160,7 +160,10 @@ def export_onnx(
         out = deployed(dummy)
     if not isinstance(out, torch.Tensor):
         raise ExportError(f"model {model_name!r} returns {type(out).__name__}, not one tensor; cannot export")
-    codec = codec.fitted_to(tuple(out.shape))
+    try:
+        codec = codec.fitted_to(tuple(out.shape))
+    except ValueError as e:
+        raise ExportError(f"model {model_name!r} at {h}x{w}: {e}") from None
     problem = codec.output_shape_problem(tuple(out.shape), layout.num_keypoints)
     if problem:
         raise ExportError(f"model {model_name!r} with layout {layout.name!r} ({layout.num_keypoints} keypoints): "

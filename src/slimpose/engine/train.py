@@ -91,9 +91,21 @@ def build_codec_for(cfg: ExperimentConfig, output_kind: str):
 
 
 def build_model_for(cfg: ExperimentConfig) -> nn.Module:
+    """The config's model, checked to give outputs its codec can read at ``data.input_size``."""
     layout = get_layout(cfg.data.layout)
-    return build_model(cfg.model.name, num_joints=layout.num_keypoints, input_size=tuple(cfg.data.input_size),
-                       **cfg.model.kwargs)
+    size = tuple(cfg.data.input_size)
+    model = build_model(cfg.model.name, num_joints=layout.num_keypoints, input_size=size, **cfg.model.kwargs)
+    # Some backbones round odd feature-map sizes up, so at some input sizes the heatmaps are
+    # not input/4 and every decoded joint would be silently misplaced.
+    was_training = model.training
+    with torch.no_grad():
+        shape = tuple(model.eval()(torch.zeros(1, 3, *size)).shape)
+    model.train(was_training)
+    problem = build_codec_for(cfg, model.output_kind).output_shape_problem(shape, layout.num_keypoints)
+    if problem:
+        raise ConfigError(f"data.input_size: {cfg.model.name} at {size[0]}x{size[1]}: {problem}; choose an input "
+                          "size whose sides are multiples of 32 (e.g. 256x192, 128x96)")
+    return model
 
 
 def checkpoint_meta(cfg: ExperimentConfig, output_kind: str) -> dict:
