@@ -4,9 +4,9 @@ Each weight is an ONNX export (what the torch-free runtime loads), an optional f
 torch checkpoint beside it (to evaluate it with ``slimpose eval`` or to continue its
 training), and a JSON manifest saying how it was made and what it scores:
 
-    src/slimpose/weights/lpn_50_lsp_160x128.onnx
-    src/slimpose/weights/lpn_50_lsp_160x128.pth
-    src/slimpose/weights/lpn_50_lsp_160x128.json
+    src/slimpose/weights/lpn_50_lsp_192x144.onnx
+    src/slimpose/weights/lpn_50_lsp_192x144.pth
+    src/slimpose/weights/lpn_50_lsp_192x144.json
 
 Torch-free: listing and resolving names needs only the standard library.
 """

@@ -1,7 +1,7 @@
 """``slimpose weights``: list the shipped weights, or pack a training run into one.
 
     slimpose weights [--json FILE]
-    slimpose weights pack RUN_DIR --name lpn_50_lsp_160x128 --command "slimpose train ..."
+    slimpose weights pack RUN_DIR --name lpn_50_lsp_192x144 --command "slimpose train ..."
 
 Packing rounds the run's best weights to fp16 (the checkpoint that ships), exports the
 same weights to ONNX (with ``--int8``, quantised to INT8 after calibration on the run's
@@ -30,7 +30,7 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
                    help="list the shipped weights (default), or pack a training run into one")
     p.add_argument("run", nargs="?", help="pack: the training run's directory (its best.pth is packed)")
     p.add_argument("--json", metavar="FILE", help="list: also write the weights as a JSON list to FILE")
-    p.add_argument("--name", help="pack: the weight's name, e.g. lpn_50_lsp_160x128")
+    p.add_argument("--name", help="pack: the weight's name, e.g. lpn_50_lsp_192x144")
     p.add_argument("--checkpoint", help="pack: the checkpoint to ship (default: RUN/best.pth)")
     p.add_argument("--command", default="", help="pack: the exact command that trained it (recorded)")
     p.add_argument("--decode", choices=DECODE_METHODS,
