@@ -5,13 +5,20 @@ of them for STEPS AdamW steps and prints, every sixth of the run, the error of t
 predicted coordinates on those crops (and on 128 validation crops) as a fraction of the
 error of always predicting the crops' mean pose, with the spread of the predictions
 across crops, the mean sigma and the mean |weight| of the final Linear. 1.0 = the mean
-pose; a model that learns goes below it. Asserts nothing.
+pose; a model that learns goes below it. A coarse screen: the mean absolute error is
+dominated by gross misses (a wrist put on the other side), so a model can gain PCK while
+still near 1.0 here; a training run's val PCK is the measure. Asserts nothing.
 
 Variants, joined with "+": base (the config as written: RLE, the head's N(0, 0.01)
 init), definit (PyTorch's default init of the final Linear), gauss (RLE with a Gaussian
 instead of a Laplace residual), l1 / l2 (plain L1 / L2 on the coordinates instead of
 RLE), bn (a BatchNorm on the pooled features, which would fold into the Linear),
-lrX (AdamW lr X, default 1e-3).
+lrX (AdamW lr X, default 1e-3), sgd (SGD with momentum 0.9 and 50x that lr instead of
+AdamW), smallinit (the backbone's and fusion's convs drawn from N(0, 0.001), as LPN and
+HRNet initialise theirs), aux (beside the regression loss, a training-only 1x1 conv on the
+fused stride-16 map trained towards Gaussian heatmaps of the joints), flat (a diagnostic
+outside the paper's design: the Linear reads the whole fused map flattened instead of
+its global average).
 
     python benchmarks/repnet_probe.py base 240 1024 [--config configs/repnet_a_lspet_128x96.yaml]
 """
@@ -35,6 +42,17 @@ def relative_error(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     return float((err * weight).sum() / weight.sum()) / baseline
 
 
+def aux_heatmap_loss(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """MSE towards unit-peak Gaussians (sigma one cell) at the joints, on the map's grid."""
+    n, k, h, w = heatmaps.shape
+    ys = (torch.arange(h) + 0.5) / h
+    xs = (torch.arange(w) + 0.5) / w
+    dy = (ys.view(1, 1, h, 1) - target[..., 1].view(n, k, 1, 1)) * h
+    dx = (xs.view(1, 1, 1, w) - target[..., 0].view(n, k, 1, 1)) * w
+    goal = torch.exp(-(dx ** 2 + dy ** 2) / 2)
+    return 100 * (((heatmaps - goal) ** 2).mean((2, 3)) * weight).mean()
+
+
 def build_variant(variant: set[str], cfg):
     from slimpose.engine.train import build_loss, build_model_for
 
@@ -44,17 +62,41 @@ def build_variant(variant: set[str], cfg):
         with torch.no_grad():
             model.head.bias.view(-1, 4)[:, :2] = 0.5
             model.head.bias.view(-1, 4)[:, 2:] = 0.0
+    if "smallinit" in variant:
+        from slimpose.models.layers import init_weights_normal
+
+        init_weights_normal(model.backbone, std=0.001)
+        init_weights_normal(model.neck, std=0.001)
+    if "flat" in variant:
+        h, w = (s // 16 for s in cfg.data.input_size)
+        model.pool = nn.Flatten()
+        model.head = nn.Linear(model.head.in_features * h * w, model.head.out_features)
+        with torch.no_grad():
+            model.head.weight.normal_(std=0.01 / (h * w) ** 0.5)
+            model.head.bias.view(-1, 4)[:, :2] = 0.5
+            model.head.bias.view(-1, 4)[:, 2:] = 0.0
     if "bn" in variant:
         model.pool = nn.Sequential(model.pool, nn.BatchNorm2d(model.head.in_features))
     rle = build_loss(model)
     if "gauss" in variant:
         rle.q_dis = "gaussian"
 
-    def loss(out, target, weight):
+    fused = {}
+    if "aux" in variant:
+        model.aux = nn.Conv2d(model.head.in_features, model.k, 1)
+        model.neck.register_forward_hook(lambda m, i, o: fused.__setitem__("map", o))
+
+    def regression_loss(out, target, weight):
         if "l1" in variant or "l2" in variant:
             diff = (out[..., :2] - target).abs() if "l1" in variant else (out[..., :2] - target) ** 2
             return (diff.sum(-1) * weight).sum() / len(out)
         return rle(out, target, weight)
+
+    def loss(out, target, weight):
+        value = regression_loss(out, target, weight)
+        if "aux" in variant:
+            value = value + aux_heatmap_loss(model.aux(fused["map"]), target, weight)
+        return value
 
     return model, loss
 
@@ -83,7 +125,10 @@ def main() -> None:
     base_train = relative_error(mean_pose.expand_as(t), t, w, 1.0)
     base_val = relative_error(mean_pose.expand_as(vt), vt, vw, 1.0)
     model, loss_fn = build_variant(variant, cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    if "sgd" in variant:
+        opt = torch.optim.SGD(model.parameters(), lr=50 * lr, momentum=0.9, weight_decay=1e-4)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     print(f"{args.variant}: mean-pose error {base_train:.4f} (train crops), {base_val:.4f} (val crops)")
     g = torch.Generator().manual_seed(0)
     start = time.perf_counter()
