@@ -53,15 +53,20 @@ def aux_heatmap_loss(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch
     return 100 * (((heatmaps - goal) ** 2).mean((2, 3)) * weight).mean()
 
 
+@torch.no_grad()
+def centre_head_bias(head: nn.Linear) -> None:
+    """RepNet's start: coordinates at the crop centre, sigma 0.5 (raw 0 before the sigmoid)."""
+    head.bias.view(-1, 4)[:, :2] = 0.5
+    head.bias.view(-1, 4)[:, 2:] = 0.0
+
+
 def build_variant(variant: set[str], cfg):
     from slimpose.engine.train import build_loss, build_model_for
 
     model = build_model_for(cfg)
     if "definit" in variant:
         model.head.reset_parameters()
-        with torch.no_grad():
-            model.head.bias.view(-1, 4)[:, :2] = 0.5
-            model.head.bias.view(-1, 4)[:, 2:] = 0.0
+        centre_head_bias(model.head)
     if "smallinit" in variant:
         from slimpose.models.layers import init_weights_normal
 
@@ -73,8 +78,7 @@ def build_variant(variant: set[str], cfg):
         model.head = nn.Linear(model.head.in_features * h * w, model.head.out_features)
         with torch.no_grad():
             model.head.weight.normal_(std=0.01 / (h * w) ** 0.5)
-            model.head.bias.view(-1, 4)[:, :2] = 0.5
-            model.head.bias.view(-1, 4)[:, 2:] = 0.0
+        centre_head_bias(model.head)
     if "bn" in variant:
         model.pool = nn.Sequential(model.pool, nn.BatchNorm2d(model.head.in_features))
     rle = build_loss(model)
