@@ -275,6 +275,11 @@ def test_pretrained_backbone_weights_load_through_the_model_filter(synth, tmp_pa
 
     with pytest.raises(CheckpointError, match="no weight fits model 'tinypose'"):
         load_partial_weights(build_model("tinypose"), imagenet)
+    # a RepNet checkpoint of its own keeps its keys: a warm restart loads every tensor
+    fresh = build_model("repnet_a", input_size=(64, 64))
+    report = load_partial_weights(fresh, {"model": donor.state_dict()})
+    assert report["missing"] == [] and report["unmatched"] == []
+    assert all(torch.equal(v, donor.state_dict()[k]) for k, v in fresh.state_dict().items())
 
 
 def test_channels_last_and_compiled_training_match_the_plain_run(synth, tmp_path):

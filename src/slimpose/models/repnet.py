@@ -208,9 +208,16 @@ class RepNet(nn.Module):
 _NOTE = "256x192, 17 joints; GMACs = 1e9 MACs of conv + linear"
 
 
+_REPNET_PREFIXES = ("backbone.", "neck.", "head.", "flow.")
+
+
 def repvgg_imagenet_key(key: str) -> str | None:
-    """An official RepVGG ImageNet checkpoint key → RepNet's key: the backbone's module
-    names follow the official code, so only the prefix changes; the classifier is dropped."""
+    """A key of ``model.pretrained`` → RepNet's key. RepNet's own checkpoints (a warm
+    restart, or a network whose backbone and fusion were trained under another head) keep
+    their keys; an official RepVGG ImageNet checkpoint's keys follow the official module
+    names, so they only gain the ``backbone.`` prefix, and its classifier is dropped."""
+    if key.startswith(_REPNET_PREFIXES):
+        return key
     return None if key.startswith("linear.") else f"backbone.{key}"
 
 
