@@ -1,4 +1,4 @@
-"""RLE loss and its RealNVP flow."""
+"""RLE loss and its RealNVP flow; the dense form of a pooled regression."""
 
 from __future__ import annotations
 
@@ -124,3 +124,43 @@ def test_sigma_tracks_noise_scale_on_toy_regression(q_dis):
     assert ratio > 1.5, ratio.item()
     # the means are learnt too: the error is the noise, not the signal
     assert err[group == 0].mean() < 0.03 and err[group > 0].mean() < 0.1
+
+
+def test_decomposed_targets_average_to_the_joint_and_peak_at_it():
+    from slimpose.losses import decomposed_coordinate_targets
+
+    target = torch.tensor([[[0.3, 0.7], [0.55, 0.25]]])
+    goal = decomposed_coordinate_targets(target, 8, 6, sigma=1.0)
+    assert goal.shape == (1, 2, 8, 6, 2)
+    assert torch.allclose(goal.mean((2, 3)), target, atol=1e-6)
+    # joint 0 lies left of and below the centre: its cell holds the largest offset
+    offset = (goal[0, 0, ..., 0] - 0.5).abs()
+    row, col = divmod(int(offset.argmax()), 6)
+    assert (row, col) == (int(0.7 * 8), int(0.3 * 6))
+
+
+def test_decomposed_regression_loss_adds_nothing_at_its_goal_and_weights_joints():
+    from slimpose.losses import DecomposedRegressionLoss, decomposed_coordinate_targets
+
+    class Pooled(torch.nn.Module):
+        position_outputs = None
+
+    def no_base_loss(pred, target, weight):  # the dense term alone
+        return pred.sum() * 0
+
+    model = Pooled()
+    loss = DecomposedRegressionLoss(no_base_loss, model, weight=2.0)
+    assert model.keep_position_outputs
+    target = torch.rand(3, 4, 2) * 0.6 + 0.2
+    weight = torch.ones(3, 4)
+    goal = decomposed_coordinate_targets(target, 8, 6).permute(0, 2, 3, 1, 4)  # (N, H, W, K, 2)
+    model.position_outputs = torch.cat([goal, torch.zeros_like(goal)], -1)
+    assert float(loss(torch.zeros(3, 4, 4), target, weight)) == pytest.approx(0.0, abs=1e-9)
+    assert model.position_outputs is None
+    model.position_outputs = torch.cat([goal + 0.1, torch.zeros_like(goal)], -1)
+    # (0.1^2 per coordinate, x and y summed) * 4 joints * weight 2, averaged over N
+    assert float(loss(torch.zeros(3, 4, 4), target, weight)) == pytest.approx(0.08 * 2, rel=1e-5)
+    model.position_outputs = torch.cat([goal + 0.1, torch.zeros_like(goal)], -1)
+    assert float(loss(torch.zeros(3, 4, 4), target, torch.zeros(3, 4))) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(RuntimeError, match="kept no position_outputs"):
+        loss(torch.zeros(3, 4, 4), target, weight)

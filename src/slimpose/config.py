@@ -89,6 +89,10 @@ class TrainConfig:
     stages: int = 1
     restart_epoch: int = 0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
+    # Pooled-regression models (RepNet): weight of the dense form of the regression
+    # (losses.DecomposedRegressionLoss) beside RLE, and its Gaussian in feature-map cells.
+    decomposed_regression_weight: float = 0.0
+    decomposed_regression_sigma: float = 1.0
     amp: bool = False  # mixed precision, CUDA only
     channels_last: bool = False  # NHWC weights and batches
     compile: bool = False  # torch.compile the training forward/backward
@@ -287,7 +291,9 @@ def _check_train(tc: TrainConfig) -> None:
     _check(tc.stages >= 1, "train.stages", f"must be at least 1, got {tc.stages}")
     _check(tc.stages == 1 or 0 <= tc.restart_epoch < tc.epochs, "train.restart_epoch",
            f"must lie in [0, {tc.epochs}) for an iterative schedule, got {tc.restart_epoch}")
-    for name in ("clip_grad", "val_interval", "max_iters_per_epoch", "max_minutes"):
+    _check(tc.decomposed_regression_sigma > 0, "train.decomposed_regression_sigma",
+           f"must be positive, got {tc.decomposed_regression_sigma}")
+    for name in ("clip_grad", "decomposed_regression_weight", "val_interval", "max_iters_per_epoch", "max_minutes"):
         value = getattr(tc, name)
         _check(value >= 0, f"train.{name}", f"must be 0 or more, got {value}")
     _check(tc.log_interval >= 1, "train.log_interval", f"must be at least 1, got {tc.log_interval}")

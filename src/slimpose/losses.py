@@ -148,3 +148,55 @@ class RLELoss(nn.Module):
             loss = loss * target_weight.reshape(n, k).to(loss.dtype)
         loss = loss.sum()
         return loss / n if self.size_average else loss
+
+
+def decomposed_coordinate_targets(target: torch.Tensor, height: int, width: int, sigma: float = 1.0) -> torch.Tensor:
+    """Per-position coordinates whose mean over an ``height`` x ``width`` grid is ``target``.
+
+    ``target`` (N, K, 2) holds normalised joints; the result (N, K, H, W, 2) is
+    ``0.5 + H W g (target - 0.5)``, g a Gaussian of ``sigma`` cells around the joint
+    normalised to sum 1 over the grid: the joint's offset from the crop centre sits on
+    the cells around the joint, and the rest of the map holds the centre.
+    """
+    n, k = target.shape[:2]
+    xs = (torch.arange(width, device=target.device, dtype=target.dtype) + 0.5) / width
+    ys = (torch.arange(height, device=target.device, dtype=target.dtype) + 0.5) / height
+    dx = (xs.view(1, 1, 1, width) - target[..., 0].view(n, k, 1, 1)) * width
+    dy = (ys.view(1, 1, height, 1) - target[..., 1].view(n, k, 1, 1)) * height
+    g = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))
+    g = g / g.sum((2, 3), keepdim=True).clamp_min(1e-6)
+    return 0.5 + height * width * g.unsqueeze(-1) * (target.view(n, k, 1, 1, 2) - 0.5)
+
+
+class DecomposedRegressionLoss(nn.Module):
+    """A pooled-regression loss plus a dense form of it, for models whose output is the
+    mean of a Linear applied at every position of a feature map (RepNet).
+
+    The global average of a translation-equivariant map does not move when the map
+    moves, so such a model's gradient says only "raise this channel everywhere in this
+    image", and from random weights it stays at the mean pose. The dense term asks the
+    per-position coordinates (``model.position_outputs``, (N, H, W, K, >=2), which the
+    model's training forward keeps once ``model.keep_position_outputs`` is set, as this
+    loss does) to equal :func:`decomposed_coordinate_targets`, whose mean
+    is the joint, so the gradient lands on the cells around each joint. MSE, summed over
+    x and y, averaged over the grid, weighted by ``target_weight``, divided by N, times
+    ``weight``, added to ``base`` (RLE). The deployed model is unchanged.
+    """
+
+    def __init__(self, base: nn.Module, model: nn.Module, weight: float, sigma: float = 1.0):
+        super().__init__()
+        self.base = base
+        self._model = [model]  # a reference, not a submodule: the model's weights stay the model's
+        self.weight, self.sigma = float(weight), float(sigma)
+        model.keep_position_outputs = True
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        loss = self.base(pred, target, target_weight)
+        model = self._model[0]
+        dense, model.position_outputs = model.position_outputs, None  # consumed: no graph is kept alive
+        if dense is None:
+            raise RuntimeError("DecomposedRegressionLoss: the model kept no position_outputs (not in training mode?)")
+        n, h, w, k = dense.shape[:4]
+        goal = decomposed_coordinate_targets(target, h, w, self.sigma)
+        err = ((dense[..., :2].permute(0, 3, 1, 2, 4).float() - goal) ** 2).mean((2, 3)).sum(-1)  # (N, K)
+        return loss + self.weight * (err * target_weight.reshape(n, k)).sum() / n

@@ -296,3 +296,21 @@ def test_channels_last_and_compiled_training_match_the_plain_run(synth, tmp_path
     assert losses(tmp_path / "compiled", compile=True) == pytest.approx(plain, rel=1e-4)
     # checkpoints of a compiled run load into a plain model (no "_orig_mod." prefixes)
     load_model_weights(build_model("tinypose", width=8, deconv_channels=16), tmp_path / "compiled" / "last.pth")
+
+
+def test_decomposed_regression_trains_repnet_and_rejects_other_models(synth, tmp_path):
+    from slimpose.losses import DecomposedRegressionLoss
+
+    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2, decomposed_regression_weight=10.0)
+    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001}}
+    cfg["data"]["input_size"] = [64, 64]
+    trainer = Trainer(config_from_dict(cfg), tmp_path / "repnet")
+    assert isinstance(trainer.criterion, DecomposedRegressionLoss)
+    trainer.fit()
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "repnet" / "log.jsonl").read_text().splitlines()]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert trainer.model.position_outputs is None  # the loss consumed it
+    with pytest.raises(ConfigError, match=r"train.decomposed_regression_weight: model 'tinypose' does not regress"):
+        Trainer(config_from_dict(small_config(synth, decomposed_regression_weight=1.0)), tmp_path / "tiny")
+    with pytest.raises(ConfigError, match=r"train.decomposed_regression_sigma: must be positive"):
+        config_from_dict(small_config(synth, decomposed_regression_sigma=0.0))

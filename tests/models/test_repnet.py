@@ -129,6 +129,36 @@ def test_forward_backward():
     assert model.backbone.stage0.rbr_dense.conv.weight.grad.abs().sum() > 0
 
 
+def test_kept_position_outputs_average_to_the_output():
+    """In training the head runs at every position of the fused map; their mean is the
+    pooled regression's output, so the dense loss and RLE see the same model."""
+    torch.manual_seed(0)
+    model = _randomize(build_model("repnet_a", num_joints=14)).train()
+    x = torch.randn(2, 3, 128, 96)
+    assert model(x) is not None and model.position_outputs is None  # not kept unless asked
+    model.keep_position_outputs = True
+    out = model(x)
+    dense = model.position_outputs
+    assert dense.shape == (2, 8, 6, 14, 4)
+    assert torch.allclose(dense.mean((1, 2))[..., :2], out[..., :2], atol=1e-5)
+    assert torch.allclose(dense.mean((1, 2))[..., 2:].sigmoid(), out[..., 2:], atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        pooled = model(x)  # the eval path pools first
+    model.train()
+    assert pooled.shape == out.shape
+
+
+def test_init_std_draws_the_backbone_and_fusion_small():
+    torch.manual_seed(0)
+    small = build_model("repnet_a", init_std=0.001)
+    default = build_model("repnet_a")
+    for name in ("backbone.stage3.5.rbr_dense.conv.weight", "neck.up32.conv.weight"):
+        w_small = small.state_dict()[name]
+        assert w_small.std() == pytest.approx(0.001, rel=0.1)
+        assert default.state_dict()[name].std() > 5 * w_small.std()
+
+
 def test_deploy_flag_builds_deployed_layout():
     torch.manual_seed(0)
     deployed = reparameterize_model(_randomize(build_model("repnet_a")))

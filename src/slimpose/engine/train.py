@@ -72,17 +72,24 @@ def build_optimizer(tc: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r} (adam or adamw)")
 
 
-def build_loss(model: nn.Module) -> nn.Module:
+def build_loss(model: nn.Module, tc: TrainConfig | None = None) -> nn.Module:
+    decomposed = tc is not None and tc.decomposed_regression_weight > 0
+    if decomposed and not hasattr(model, "keep_position_outputs"):
+        raise ConfigError(f"train.decomposed_regression_weight: model {model.model_name!r} does not regress "
+                          f"through global pooling (RepNet does); set it to 0")
     if model.output_kind == "heatmap":
         return KeypointMSELoss(use_target_weight=True)
-    from slimpose.losses import RLELoss
+    from slimpose.losses import DecomposedRegressionLoss, RLELoss
 
     flow = getattr(model, "flow", None)
     if flow is None:
         # A flow the optimiser does not see would stay at its initialisation.
         raise ConfigError(f"model.name: {model.model_name!r} outputs coordinates but has no `flow` "
                           f"module for the RLE loss")
-    return RLELoss(use_target_weight=True, flow=flow.module)
+    rle = RLELoss(use_target_weight=True, flow=flow.module)
+    if not decomposed:
+        return rle
+    return DecomposedRegressionLoss(rle, model, tc.decomposed_regression_weight, tc.decomposed_regression_sigma)
 
 
 def build_codec_for(cfg: ExperimentConfig, output_kind: str):
@@ -175,7 +182,7 @@ class Trainer:
         self.model = self.model.to(self.info.device)
         self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        self.criterion = build_loss(self.model).to(self.info.device)
+        self.criterion = build_loss(self.model, tc).to(self.info.device)
         self.optimizer = build_optimizer(tc, self.model)
         self.amp = tc.amp and self.info.device.type == "cuda"
         if tc.amp and not self.amp and self.info.is_main:

@@ -19,7 +19,10 @@ Multi-level fusion (paper section 3.2, Fig. 6): the maps of the last three stage
 - stride 16: 1x1 conv-BN-ReLU to C;
 - stride 32: 1x1 conv-BN-ReLU to C, nearest 2x upsampling, then 3x3 dilation-2 conv-BN-ReLU.
 
-Then global average pooling and one Linear layer to K x 4. The paper says the levels
+Then global average pooling and one Linear layer to K x 4. In training the Linear is
+applied at every position of the fused map and the positions are averaged (the same
+numbers: a Linear commutes with the mean); with ``keep_position_outputs`` set the
+per-position outputs stay in ``position_outputs`` for ``DecomposedRegressionLoss``. The paper says the levels
 are transformed "to the same dimensions" before being "fused", which is what an
 element-wise sum needs (a concatenation would not), so the levels are summed. The 1x1
 channel reduction comes before the spatial 3x3 convs: a dilated 3x3 conv on the
@@ -41,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from slimpose.losses import RealNVP
-from slimpose.models.layers import ConvBNAct, TrainingOnly, fuse_conv_bn
+from slimpose.models.layers import ConvBNAct, TrainingOnly, fuse_conv_bn, init_weights_normal
 from slimpose.models.registry import PaperFigures, register_model
 
 NUM_BLOCKS_A = (1, 2, 4, 14, 1)
@@ -172,12 +175,21 @@ class RepNet(nn.Module):
         width_multiplier=(0.75, 2.5),
         num_blocks=NUM_BLOCKS_A,
         fusion_channels: int = 48,
+        init_std: float = 0.0,
         deploy: bool = False,
     ):
         super().__init__()
         self.k = num_joints
         self.backbone = RepVGG(num_blocks, width_multiplier, deploy)
         self.neck = MultiLevelFusion(tuple(self.backbone.widths[2:]), fusion_channels)
+        if init_std > 0:
+            # LPN's and HRNet's init for training from scratch: with BN behind every conv
+            # the weights' scale leaves the function alone but sets how far an Adam step
+            # moves it; PyTorch's default init makes RepVGG-A0 learn several times slower.
+            init_weights_normal(self.backbone, std=init_std)
+            init_weights_normal(self.neck, std=init_std)
+        self.keep_position_outputs = False
+        self.position_outputs: torch.Tensor | None = None
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(fusion_channels, num_joints * 4)
         # MMPose RLEHead initialises the fc with N(0, 0.01); the coordinate biases start at
@@ -200,8 +212,14 @@ class RepNet(nn.Module):
         self.flow = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pool(self.neck(self.backbone(x))).flatten(1)
-        out = self.head(y).reshape(-1, self.k, 4)
+        fused = self.neck(self.backbone(x))
+        if self.training and self.keep_position_outputs:
+            n, _, h, w = fused.shape
+            dense = self.head(fused.permute(0, 2, 3, 1)).reshape(n, h, w, self.k, 4)
+            self.position_outputs = dense
+            out = dense.mean((1, 2))
+        else:
+            out = self.head(self.pool(fused).flatten(1)).reshape(-1, self.k, 4)
         return torch.cat([out[..., :2], out[..., 2:].sigmoid()], dim=-1)
 
 
