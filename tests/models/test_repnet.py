@@ -142,11 +142,10 @@ def test_kept_position_outputs_average_to_the_output():
     assert dense.shape == (2, 8, 6, 14, 4)
     assert torch.allclose(dense.mean((1, 2))[..., :2], out[..., :2], atol=1e-5)
     assert torch.allclose(dense.mean((1, 2))[..., 2:].sigmoid(), out[..., 2:], atol=1e-5)
-    model.eval()
+    model.position_outputs = None
     with torch.no_grad():
-        pooled = model(x)  # the eval path pools first
-    model.train()
-    assert pooled.shape == out.shape
+        model.eval()(x)
+    assert model.position_outputs is None  # inference pools first and keeps nothing
 
 
 def test_init_std_draws_the_backbone_and_fusion_small():

@@ -19,10 +19,7 @@ Multi-level fusion (paper section 3.2, Fig. 6): the maps of the last three stage
 - stride 16: 1x1 conv-BN-ReLU to C;
 - stride 32: 1x1 conv-BN-ReLU to C, nearest 2x upsampling, then 3x3 dilation-2 conv-BN-ReLU.
 
-Then global average pooling and one Linear layer to K x 4. In training the Linear is
-applied at every position of the fused map and the positions are averaged (the same
-numbers: a Linear commutes with the mean); with ``keep_position_outputs`` set the
-per-position outputs stay in ``position_outputs`` for ``DecomposedRegressionLoss``. The paper says the levels
+Then global average pooling and one Linear layer to K x 4. The paper says the levels
 are transformed "to the same dimensions" before being "fused", which is what an
 element-wise sum needs (a concatenation would not), so the levels are summed. The 1x1
 channel reduction comes before the spatial 3x3 convs: a dilated 3x3 conv on the
@@ -30,6 +27,11 @@ channel reduction comes before the spatial 3x3 convs: a dilated 3x3 conv on the
 (backbone 7.03M of 7.17M deployed) rule out. C = 48 reproduces the published totals
 for both variants (A deploy 7.15M / 1.35 GMACs, train 7.95M / 1.50; B deploy 11.63M /
 2.33, train 12.94M / 2.59).
+
+With ``keep_position_outputs`` set (``DecomposedRegressionLoss`` sets it), training applies
+the Linear at every position of the fused map and averages the positions, the same numbers
+as pooling first (a Linear commutes with the mean), and keeps the per-position outputs in
+``position_outputs`` for that loss.
 
 Output contract of coordinate models: ``forward(x)`` returns (N, K, 4): columns 0:2
 the keypoint coordinates normalised to the input (x / W, y / H), columns 2:4 sigma_x,
