@@ -44,12 +44,9 @@ def relative_error(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
 
 def aux_heatmap_loss(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """MSE towards unit-peak Gaussians (sigma one cell) at the joints, on the map's grid."""
-    n, k, h, w = heatmaps.shape
-    ys = (torch.arange(h) + 0.5) / h
-    xs = (torch.arange(w) + 0.5) / w
-    dy = (ys.view(1, 1, h, 1) - target[..., 1].view(n, k, 1, 1)) * h
-    dx = (xs.view(1, 1, 1, w) - target[..., 0].view(n, k, 1, 1)) * w
-    goal = torch.exp(-(dx ** 2 + dy ** 2) / 2)
+    from slimpose.losses import grid_gaussians
+
+    goal = grid_gaussians(target, *heatmaps.shape[2:])
     return 100 * (((heatmaps - goal) ** 2).mean((2, 3)) * weight).mean()
 
 

@@ -150,6 +150,17 @@ class RLELoss(nn.Module):
         return loss / n if self.size_average else loss
 
 
+def grid_gaussians(target: torch.Tensor, height: int, width: int, sigma: float = 1.0) -> torch.Tensor:
+    """Unit-peak Gaussians of ``sigma`` cells at normalised joints ``target`` (N, K, 2) on
+    the centres of a ``height`` x ``width`` grid: (N, K, H, W)."""
+    n, k = target.shape[:2]
+    xs = (torch.arange(width, device=target.device, dtype=target.dtype) + 0.5) / width
+    ys = (torch.arange(height, device=target.device, dtype=target.dtype) + 0.5) / height
+    dx = (xs.view(1, 1, 1, width) - target[..., 0].view(n, k, 1, 1)) * width
+    dy = (ys.view(1, 1, height, 1) - target[..., 1].view(n, k, 1, 1)) * height
+    return torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))
+
+
 def decomposed_coordinate_targets(target: torch.Tensor, height: int, width: int, sigma: float = 1.0) -> torch.Tensor:
     """Per-position coordinates whose mean over an ``height`` x ``width`` grid is ``target``.
 
@@ -159,11 +170,7 @@ def decomposed_coordinate_targets(target: torch.Tensor, height: int, width: int,
     the cells around the joint, and the rest of the map holds the centre.
     """
     n, k = target.shape[:2]
-    xs = (torch.arange(width, device=target.device, dtype=target.dtype) + 0.5) / width
-    ys = (torch.arange(height, device=target.device, dtype=target.dtype) + 0.5) / height
-    dx = (xs.view(1, 1, 1, width) - target[..., 0].view(n, k, 1, 1)) * width
-    dy = (ys.view(1, 1, height, 1) - target[..., 1].view(n, k, 1, 1)) * height
-    g = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))
+    g = grid_gaussians(target, height, width, sigma)
     g = g / g.sum((2, 3), keepdim=True).clamp_min(1e-6)
     return 0.5 + height * width * g.unsqueeze(-1) * (target.view(n, k, 1, 1, 2) - 0.5)
 
