@@ -139,6 +139,34 @@ def test_decomposed_targets_average_to_the_joint_and_peak_at_it():
     assert (row, col) == (int(0.7 * 8), int(0.3 * 6))
 
 
+def test_displacement_targets_average_to_the_joint_and_move_with_it():
+    from slimpose.losses import displacement_coordinate_targets
+
+    target = torch.tensor([[[0.3, 0.7]]])
+    goal = displacement_coordinate_targets(target, 8, 6)
+    assert goal.shape == (1, 1, 8, 6, 2)
+    assert torch.allclose(goal.mean((2, 3)), target, atol=1e-6)
+    # the top-left cell (centre 1/12, 1/16) holds 0.5 + the joint's displacement from it
+    assert torch.allclose(goal[0, 0, 0, 0], torch.tensor([0.5 + 0.3 - 1 / 12, 0.5 + 0.7 - 1 / 16]))
+    # moving the joint one cell right and down moves the field with it: no absolute position
+    moved = displacement_coordinate_targets(target + torch.tensor([1 / 6, 1 / 8]), 8, 6)
+    assert torch.allclose(moved[0, 0, 1:, 1:], goal[0, 0, :-1, :-1], atol=1e-6)
+
+
+def test_half_plane_targets_average_to_the_joint_and_tell_the_side():
+    from slimpose.losses import half_plane_coordinate_targets
+
+    target = torch.tensor([[[0.3, 0.7], [0.0, 1.0]]])
+    goal = half_plane_coordinate_targets(target, 8, 6)
+    assert goal.shape == (1, 2, 8, 6, 2)
+    assert torch.allclose(goal.mean((2, 3)), target, atol=1e-6)
+    # x = 0.3 is 1.8 columns: columns 0 is left of it, 0.8 of column 1 is, the rest is right of it
+    assert torch.allclose(goal[0, 0, 5, :, 0], torch.tensor([1.0, 0.8, 0, 0, 0, 0]), atol=1e-6)
+    # y = 0.7 is 5.6 rows: the same for every column, rows above it 1
+    assert torch.allclose(goal[0, 0, :, 2, 1], torch.tensor([1, 1, 1, 1, 1, 0.6, 0, 0]), atol=1e-6)
+    assert goal.min() >= 0 and goal.max() <= 1
+
+
 def test_decomposed_regression_loss_adds_nothing_at_its_goal_and_weights_joints():
     from slimpose.losses import DecomposedRegressionLoss, decomposed_coordinate_targets
 
@@ -164,3 +192,37 @@ def test_decomposed_regression_loss_adds_nothing_at_its_goal_and_weights_joints(
     assert float(loss(torch.zeros(3, 4, 4), target, torch.zeros(3, 4))) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(RuntimeError, match="kept no position_outputs"):
         loss(torch.zeros(3, 4, 4), target, weight)
+
+
+def test_decomposed_regression_loss_takes_the_displacement_form():
+    from slimpose.losses import DecomposedRegressionLoss, displacement_coordinate_targets
+
+    class Pooled(torch.nn.Module):
+        position_outputs = None
+
+    model = Pooled()
+    loss = DecomposedRegressionLoss(lambda pred, target, weight: pred.sum() * 0, model, 1.0, form="displacement")
+    target = torch.rand(2, 3, 2)
+    goal = displacement_coordinate_targets(target, 4, 3).permute(0, 2, 3, 1, 4)
+    model.position_outputs = torch.cat([goal, torch.zeros_like(goal)], -1)
+    assert float(loss(torch.zeros(2, 3, 4), target, torch.ones(2, 3))) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="form must be one of"):
+        DecomposedRegressionLoss(lambda *a: 0, Pooled(), 1.0, form="heatmap")
+
+
+def test_decomposed_regression_loss_with_the_l1_norm():
+    from slimpose.losses import DecomposedRegressionLoss, half_plane_coordinate_targets
+
+    class Pooled(torch.nn.Module):
+        position_outputs = None
+
+    model = Pooled()
+    loss = DecomposedRegressionLoss(lambda pred, target, weight: pred.sum() * 0, model, 2.0,
+                                    form="half_plane", norm="l1")
+    target = torch.rand(3, 4, 2)
+    goal = half_plane_coordinate_targets(target, 8, 6).permute(0, 2, 3, 1, 4)
+    model.position_outputs = torch.cat([goal - 0.1, torch.zeros_like(goal)], -1)
+    # (|0.1| per coordinate, x and y summed) * 4 joints * weight 2, averaged over N
+    assert float(loss(torch.zeros(3, 4, 4), target, torch.ones(3, 4))) == pytest.approx(0.2 * 4 * 2, rel=1e-5)
+    with pytest.raises(ValueError, match="norm must be 'mse' or 'l1'"):
+        DecomposedRegressionLoss(lambda *a: 0, Pooled(), 1.0, norm="huber")

@@ -24,6 +24,9 @@ import yaml
 
 from slimpose.errors import ConfigError
 
+# Dense targets of losses.DecomposedRegressionLoss (train.decomposed_regression_target).
+DECOMPOSED_TARGET_FORMS = ("gaussian", "displacement", "half_plane")
+
 
 @dataclass
 class DatasetConfig:
@@ -90,9 +93,12 @@ class TrainConfig:
     restart_epoch: int = 0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     # Pooled-regression models (RepNet): weight of the dense form of the regression
-    # (losses.DecomposedRegressionLoss) beside RLE, and its Gaussian in feature-map cells.
+    # (losses.DecomposedRegressionLoss) beside RLE, its target field (DECOMPOSED_TARGET_FORMS),
+    # the Gaussian field's sigma in feature-map cells, and the per-position error (mse | l1).
     decomposed_regression_weight: float = 0.0
     decomposed_regression_sigma: float = 1.0
+    decomposed_regression_target: str = "gaussian"
+    decomposed_regression_norm: str = "mse"
     amp: bool = False  # mixed precision, CUDA only
     channels_last: bool = False  # NHWC weights and batches
     compile: bool = False  # torch.compile the training forward/backward
@@ -293,6 +299,10 @@ def _check_train(tc: TrainConfig) -> None:
            f"must lie in [0, {tc.epochs}) for an iterative schedule, got {tc.restart_epoch}")
     _check(tc.decomposed_regression_sigma > 0, "train.decomposed_regression_sigma",
            f"must be positive, got {tc.decomposed_regression_sigma}")
+    _check(tc.decomposed_regression_target in DECOMPOSED_TARGET_FORMS, "train.decomposed_regression_target",
+           f"must be one of {', '.join(DECOMPOSED_TARGET_FORMS)}, got {tc.decomposed_regression_target!r}")
+    _check(tc.decomposed_regression_norm in ("mse", "l1"), "train.decomposed_regression_norm",
+           f"must be mse or l1, got {tc.decomposed_regression_norm!r}")
     for name in ("clip_grad", "decomposed_regression_weight", "val_interval", "max_iters_per_epoch", "max_minutes"):
         value = getattr(tc, name)
         _check(value >= 0, f"train.{name}", f"must be 0 or more, got {value}")

@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn as nn
 
+from slimpose.config import DECOMPOSED_TARGET_FORMS
+
 
 class KeypointMSELoss(nn.Module):
     """Mean squared error between heatmaps, averaged over joints (HRNet's JointsMSELoss).
@@ -150,12 +152,19 @@ class RLELoss(nn.Module):
         return loss / n if self.size_average else loss
 
 
+def cell_centres(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised x (``width``) and y (``height``) of a grid's cell centres, on ``like``'s
+    device and dtype."""
+    xs = (torch.arange(width, device=like.device, dtype=like.dtype) + 0.5) / width
+    ys = (torch.arange(height, device=like.device, dtype=like.dtype) + 0.5) / height
+    return xs, ys
+
+
 def grid_gaussians(target: torch.Tensor, height: int, width: int, sigma: float = 1.0) -> torch.Tensor:
     """Unit-peak Gaussians of ``sigma`` cells at normalised joints ``target`` (N, K, 2) on
     the centres of a ``height`` x ``width`` grid: (N, K, H, W)."""
     n, k = target.shape[:2]
-    xs = (torch.arange(width, device=target.device, dtype=target.dtype) + 0.5) / width
-    ys = (torch.arange(height, device=target.device, dtype=target.dtype) + 0.5) / height
+    xs, ys = cell_centres(height, width, target)
     dx = (xs.view(1, 1, 1, width) - target[..., 0].view(n, k, 1, 1)) * width
     dy = (ys.view(1, 1, height, 1) - target[..., 1].view(n, k, 1, 1)) * height
     return torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))
@@ -175,6 +184,39 @@ def decomposed_coordinate_targets(target: torch.Tensor, height: int, width: int,
     return 0.5 + height * width * g.unsqueeze(-1) * (target.view(n, k, 1, 1, 2) - 0.5)
 
 
+def displacement_coordinate_targets(target: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Per-position coordinates whose mean over an ``height`` x ``width`` grid is ``target``:
+    ``0.5 + target - c``, c each cell's normalised centre, (N, K, H, W, 2).
+
+    Every cell holds its displacement to the joint. Unlike the joint's absolute position,
+    a displacement field moves with the image, so a convolutional network can produce it
+    without knowing where in the crop a cell lies; the cell centres average to 0.5, so the
+    field averages to the joint.
+    """
+    n, k = target.shape[:2]
+    xs, ys = cell_centres(height, width, target)
+    centres = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)  # (H, W, 2) as x, y
+    return 0.5 + target.view(n, k, 1, 1, 2) - centres
+
+
+def half_plane_coordinate_targets(target: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Per-position coordinates whose mean over an ``height`` x ``width`` grid is ``target``:
+    for x, the fraction of each cell that lies left of the joint (1 left of it, 0 right of
+    it, in between in its column); for y, the fraction above it. (N, K, H, W, 2).
+
+    The columns' fractions add up to the joint's x in columns, so the mean is the joint for
+    any joint inside the crop. Each cell only has to tell on which side of it the joint
+    lies, a bounded field that moves with the image.
+    """
+    n, k = target.shape[:2]
+    cols = torch.arange(width, device=target.device, dtype=target.dtype)
+    rows = torch.arange(height, device=target.device, dtype=target.dtype)
+    fx = (target[..., 0].view(n, k, 1) * width - cols).clamp(0, 1)  # (N, K, W)
+    fy = (target[..., 1].view(n, k, 1) * height - rows).clamp(0, 1)  # (N, K, H)
+    return torch.stack([fx.unsqueeze(2).expand(n, k, height, width),
+                        fy.unsqueeze(3).expand(n, k, height, width)], dim=-1)
+
+
 class DecomposedRegressionLoss(nn.Module):
     """A pooled-regression loss plus a dense form of it, for models whose output is the
     mean of a Linear applied at every position of a feature map (RepNet).
@@ -184,17 +226,35 @@ class DecomposedRegressionLoss(nn.Module):
     image", and from random weights it stays at the mean pose. The dense term asks the
     per-position coordinates (``model.position_outputs``, (N, H, W, K, >=2), which the
     model's training forward keeps once ``model.keep_position_outputs`` is set, as this
-    loss does) to equal :func:`decomposed_coordinate_targets`, whose mean
-    is the joint, so the gradient lands on the cells around each joint. MSE, summed over
-    x and y, averaged over the grid, weighted by ``target_weight``, divided by N, times
-    ``weight``, added to ``base`` (RLE). The deployed model is unchanged.
+    loss does) to equal a field whose mean over the grid is the joint, so that each
+    position gets its own gradient. ``form`` picks the field:
+
+    - ``"gaussian"``: :func:`decomposed_coordinate_targets`, the joint's offset from the
+      crop centre on the cells around the joint (local; the best measured);
+    - ``"displacement"``: :func:`displacement_coordinate_targets`, every cell's
+      displacement to the joint;
+    - ``"half_plane"``: :func:`half_plane_coordinate_targets`, the fraction of each cell
+      on one side of the joint.
+
+    ``norm`` is ``"mse"`` or ``"l1"``, summed over x and y, averaged over the grid,
+    weighted by ``target_weight``, divided by N, times ``weight``, added to ``base`` (RLE).
+    Where the features leave the joint uncertain, MSE makes each position's output the
+    mean of its target over the joint's possible places, and so the pooled output the
+    joint's expected position. The half-plane fractions are monotone in the joint's
+    coordinate, so under L1 the pooled output becomes the per-axis median instead.
+    The deployed model is unchanged.
     """
 
-    def __init__(self, base: nn.Module, model: nn.Module, weight: float, sigma: float = 1.0):
+    def __init__(self, base: nn.Module, model: nn.Module, weight: float, sigma: float = 1.0,
+                 form: str = "gaussian", norm: str = "mse"):
         super().__init__()
+        if form not in DECOMPOSED_TARGET_FORMS:
+            raise ValueError(f"form must be one of {DECOMPOSED_TARGET_FORMS}, got {form!r}")
+        if norm not in ("mse", "l1"):
+            raise ValueError(f"norm must be 'mse' or 'l1', got {norm!r}")
         self.base = base
         self._model = [model]  # a reference, not a submodule: the model's weights stay the model's
-        self.weight, self.sigma = float(weight), float(sigma)
+        self.weight, self.sigma, self.form, self.norm = float(weight), float(sigma), form, norm
         model.keep_position_outputs = True
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
@@ -204,6 +264,12 @@ class DecomposedRegressionLoss(nn.Module):
         if dense is None:
             raise RuntimeError("DecomposedRegressionLoss: the model kept no position_outputs (not in training mode?)")
         n, h, w, k = dense.shape[:4]
-        goal = decomposed_coordinate_targets(target, h, w, self.sigma)
-        err = ((dense[..., :2].permute(0, 3, 1, 2, 4).float() - goal) ** 2).mean((2, 3)).sum(-1)  # (N, K)
+        if self.form == "gaussian":
+            goal = decomposed_coordinate_targets(target, h, w, self.sigma)
+        elif self.form == "displacement":
+            goal = displacement_coordinate_targets(target, h, w)
+        else:
+            goal = half_plane_coordinate_targets(target, h, w)
+        diff = dense[..., :2].permute(0, 3, 1, 2, 4).float() - goal
+        err = (diff.abs() if self.norm == "l1" else diff**2).mean((2, 3)).sum(-1)  # (N, K)
         return loss + self.weight * (err * target_weight.reshape(n, k)).sum() / n

@@ -301,11 +301,12 @@ def test_channels_last_and_compiled_training_match_the_plain_run(synth, tmp_path
 def test_decomposed_regression_trains_repnet_and_rejects_other_models(synth, tmp_path):
     from slimpose.losses import DecomposedRegressionLoss
 
-    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2, decomposed_regression_weight=10.0)
+    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2, decomposed_regression_weight=10.0,
+                       decomposed_regression_target="displacement")
     cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001}}
     cfg["data"]["input_size"] = [64, 64]
     trainer = Trainer(config_from_dict(cfg), tmp_path / "repnet")
-    assert isinstance(trainer.criterion, DecomposedRegressionLoss)
+    assert isinstance(trainer.criterion, DecomposedRegressionLoss) and trainer.criterion.form == "displacement"
     trainer.fit()
     losses = [json.loads(line)["loss"] for line in (tmp_path / "repnet" / "log.jsonl").read_text().splitlines()]
     assert losses and all(math.isfinite(v) for v in losses)
@@ -314,3 +315,7 @@ def test_decomposed_regression_trains_repnet_and_rejects_other_models(synth, tmp
         Trainer(config_from_dict(small_config(synth, decomposed_regression_weight=1.0)), tmp_path / "tiny")
     with pytest.raises(ConfigError, match=r"train.decomposed_regression_sigma: must be positive"):
         config_from_dict(small_config(synth, decomposed_regression_sigma=0.0))
+    with pytest.raises(ConfigError, match=r"train.decomposed_regression_target: must be one of gaussian, displacement, half_plane"):
+        config_from_dict(small_config(synth, decomposed_regression_target="offset"))
+    with pytest.raises(ConfigError, match=r"train.decomposed_regression_norm: must be mse or l1"):
+        config_from_dict(small_config(synth, decomposed_regression_norm="huber"))

@@ -89,7 +89,8 @@ def build_loss(model: nn.Module, tc: TrainConfig | None = None) -> nn.Module:
     rle = RLELoss(use_target_weight=True, flow=flow.module)
     if not decomposed:
         return rle
-    return DecomposedRegressionLoss(rle, model, tc.decomposed_regression_weight, tc.decomposed_regression_sigma)
+    return DecomposedRegressionLoss(rle, model, tc.decomposed_regression_weight, tc.decomposed_regression_sigma,
+                                    tc.decomposed_regression_target, tc.decomposed_regression_norm)
 
 
 def build_codec_for(cfg: ExperimentConfig, output_kind: str):
