@@ -6,7 +6,7 @@ readout can do given what the features know is a statistic of the joint's poster
 over positions: its mean for the MSE forms, its per-axis median for ``half_plane`` with
 ``train.decomposed_regression_norm=l1``. A heatmap model's normalised heatmap is such a
 posterior, so reading a trained heatmap model's maps with those statistics, instead of
-their maximum, bounds what a pooled readout of equally good features would score.
+their maximum, estimates what a pooled readout of equally good features would score.
 
 Evaluates a heatmap checkpoint (its stored config: data, flip test, metric) five times,
 decoding each heatmap by the config's decoding (its maximum), and, with negative values
@@ -89,7 +89,7 @@ def main() -> None:
     dataset = build_dataset(cfg, "val", codec)
     info = init_distributed()
     plain_decode = codec.decode_batch
-    metric = dataset.source.main_metric if hasattr(dataset.source, "main_metric") else "PCK"
+    metric = dataset.source.main_metric
     for name, power in [("argmax", 1.0)] + [(r, p) for p in POWERS for r in READOUTS]:
         if name == "argmax":
             codec.decode_batch = plain_decode

@@ -24,8 +24,10 @@ import yaml
 
 from slimpose.errors import ConfigError
 
-# Dense targets of losses.DecomposedRegressionLoss (train.decomposed_regression_target).
+# Dense targets and per-position errors of losses.DecomposedRegressionLoss
+# (train.decomposed_regression_target, train.decomposed_regression_norm).
 DECOMPOSED_TARGET_FORMS = ("gaussian", "displacement", "half_plane")
+DECOMPOSED_NORMS = ("mse", "l1")
 
 
 @dataclass
@@ -94,7 +96,7 @@ class TrainConfig:
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     # Pooled-regression models (RepNet): weight of the dense form of the regression
     # (losses.DecomposedRegressionLoss) beside RLE, its target field (DECOMPOSED_TARGET_FORMS),
-    # the Gaussian field's sigma in feature-map cells, and the per-position error (mse | l1).
+    # the Gaussian field's sigma in feature-map cells, and the per-position error (DECOMPOSED_NORMS).
     decomposed_regression_weight: float = 0.0
     decomposed_regression_sigma: float = 1.0
     decomposed_regression_target: str = "gaussian"
@@ -301,8 +303,8 @@ def _check_train(tc: TrainConfig) -> None:
            f"must be positive, got {tc.decomposed_regression_sigma}")
     _check(tc.decomposed_regression_target in DECOMPOSED_TARGET_FORMS, "train.decomposed_regression_target",
            f"must be one of {', '.join(DECOMPOSED_TARGET_FORMS)}, got {tc.decomposed_regression_target!r}")
-    _check(tc.decomposed_regression_norm in ("mse", "l1"), "train.decomposed_regression_norm",
-           f"must be mse or l1, got {tc.decomposed_regression_norm!r}")
+    _check(tc.decomposed_regression_norm in DECOMPOSED_NORMS, "train.decomposed_regression_norm",
+           f"must be one of {', '.join(DECOMPOSED_NORMS)}, got {tc.decomposed_regression_norm!r}")
     for name in ("clip_grad", "decomposed_regression_weight", "val_interval", "max_iters_per_epoch", "max_minutes"):
         value = getattr(tc, name)
         _check(value >= 0, f"train.{name}", f"must be 0 or more, got {value}")

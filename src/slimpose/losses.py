@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from slimpose.config import DECOMPOSED_TARGET_FORMS
+from slimpose.config import DECOMPOSED_NORMS, DECOMPOSED_TARGET_FORMS
 
 
 class KeypointMSELoss(nn.Module):
@@ -250,8 +250,8 @@ class DecomposedRegressionLoss(nn.Module):
         super().__init__()
         if form not in DECOMPOSED_TARGET_FORMS:
             raise ValueError(f"form must be one of {DECOMPOSED_TARGET_FORMS}, got {form!r}")
-        if norm not in ("mse", "l1"):
-            raise ValueError(f"norm must be 'mse' or 'l1', got {norm!r}")
+        if norm not in DECOMPOSED_NORMS:
+            raise ValueError(f"norm must be one of {DECOMPOSED_NORMS}, got {norm!r}")
         self.base = base
         self._model = [model]  # a reference, not a submodule: the model's weights stay the model's
         self.weight, self.sigma, self.form, self.norm = float(weight), float(sigma), form, norm

@@ -317,5 +317,5 @@ def test_decomposed_regression_trains_repnet_and_rejects_other_models(synth, tmp
         config_from_dict(small_config(synth, decomposed_regression_sigma=0.0))
     with pytest.raises(ConfigError, match=r"train.decomposed_regression_target: must be one of gaussian, displacement, half_plane"):
         config_from_dict(small_config(synth, decomposed_regression_target="offset"))
-    with pytest.raises(ConfigError, match=r"train.decomposed_regression_norm: must be mse or l1"):
+    with pytest.raises(ConfigError, match=r"train.decomposed_regression_norm: must be one of mse, l1"):
         config_from_dict(small_config(synth, decomposed_regression_norm="huber"))
