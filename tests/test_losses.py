@@ -167,17 +167,21 @@ def test_half_plane_targets_average_to_the_joint_and_tell_the_side():
     assert goal.min() >= 0 and goal.max() <= 1
 
 
+class _Pooled(torch.nn.Module):
+    """Stands in for a pooled-regression model: the loss reads its ``position_outputs``."""
+
+    position_outputs = None
+
+
+def _no_base_loss(pred, target, weight):  # the dense term alone
+    return pred.sum() * 0
+
+
 def test_decomposed_regression_loss_adds_nothing_at_its_goal_and_weights_joints():
     from slimpose.losses import DecomposedRegressionLoss, decomposed_coordinate_targets
 
-    class Pooled(torch.nn.Module):
-        position_outputs = None
-
-    def no_base_loss(pred, target, weight):  # the dense term alone
-        return pred.sum() * 0
-
-    model = Pooled()
-    loss = DecomposedRegressionLoss(no_base_loss, model, weight=2.0)
+    model = _Pooled()
+    loss = DecomposedRegressionLoss(_no_base_loss, model, weight=2.0)
     assert model.keep_position_outputs
     target = torch.rand(3, 4, 2) * 0.6 + 0.2
     weight = torch.ones(3, 4)
@@ -197,32 +201,25 @@ def test_decomposed_regression_loss_adds_nothing_at_its_goal_and_weights_joints(
 def test_decomposed_regression_loss_takes_the_displacement_form():
     from slimpose.losses import DecomposedRegressionLoss, displacement_coordinate_targets
 
-    class Pooled(torch.nn.Module):
-        position_outputs = None
-
-    model = Pooled()
-    loss = DecomposedRegressionLoss(lambda pred, target, weight: pred.sum() * 0, model, 1.0, form="displacement")
+    model = _Pooled()
+    loss = DecomposedRegressionLoss(_no_base_loss, model, 1.0, form="displacement")
     target = torch.rand(2, 3, 2)
     goal = displacement_coordinate_targets(target, 4, 3).permute(0, 2, 3, 1, 4)
     model.position_outputs = torch.cat([goal, torch.zeros_like(goal)], -1)
     assert float(loss(torch.zeros(2, 3, 4), target, torch.ones(2, 3))) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="form must be one of"):
-        DecomposedRegressionLoss(lambda *a: 0, Pooled(), 1.0, form="heatmap")
+        DecomposedRegressionLoss(_no_base_loss, _Pooled(), 1.0, form="heatmap")
 
 
 def test_decomposed_regression_loss_with_the_l1_norm():
     from slimpose.losses import DecomposedRegressionLoss, half_plane_coordinate_targets
 
-    class Pooled(torch.nn.Module):
-        position_outputs = None
-
-    model = Pooled()
-    loss = DecomposedRegressionLoss(lambda pred, target, weight: pred.sum() * 0, model, 2.0,
-                                    form="half_plane", norm="l1")
+    model = _Pooled()
+    loss = DecomposedRegressionLoss(_no_base_loss, model, 2.0, form="half_plane", norm="l1")
     target = torch.rand(3, 4, 2)
     goal = half_plane_coordinate_targets(target, 8, 6).permute(0, 2, 3, 1, 4)
     model.position_outputs = torch.cat([goal - 0.1, torch.zeros_like(goal)], -1)
     # (|0.1| per coordinate, x and y summed) * 4 joints * weight 2, averaged over N
     assert float(loss(torch.zeros(3, 4, 4), target, torch.ones(3, 4))) == pytest.approx(0.2 * 4 * 2, rel=1e-5)
     with pytest.raises(ValueError, match="norm must be one of"):
-        DecomposedRegressionLoss(lambda *a: 0, Pooled(), 1.0, norm="huber")
+        DecomposedRegressionLoss(_no_base_loss, _Pooled(), 1.0, norm="huber")
