@@ -27,7 +27,7 @@ import sys
 import torch
 import torch.nn as nn
 
-from slimpose.models.layers import DeconvBNAct, init_weights_normal
+from slimpose.models.layers import deconv_heatmap_decoder, init_weights_normal
 from slimpose.models.registry import register_model
 from slimpose.models.repnet import NUM_BLOCKS_A, MultiLevelFusion, RepVGG
 
@@ -39,8 +39,7 @@ class RepNetHeatmap(nn.Module):
         super().__init__()
         self.backbone = RepVGG(NUM_BLOCKS_A, (0.75, 2.5))
         self.neck = MultiLevelFusion(tuple(self.backbone.widths[2:]), fusion_channels)
-        self.decoder = nn.Sequential(DeconvBNAct(fusion_channels, 64), DeconvBNAct(64, 64),
-                                     nn.Conv2d(64, num_joints, 1))
+        self.decoder = deconv_heatmap_decoder(fusion_channels, num_joints)
         if init_std > 0:
             init_weights_normal(self, std=init_std)
 

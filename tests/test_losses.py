@@ -223,3 +223,59 @@ def test_decomposed_regression_loss_with_the_l1_norm():
     assert float(loss(torch.zeros(3, 4, 4), target, torch.ones(3, 4))) == pytest.approx(0.2 * 4 * 2, rel=1e-5)
     with pytest.raises(ValueError, match="norm must be one of"):
         DecomposedRegressionLoss(_no_base_loss, _Pooled(), 1.0, norm="huber")
+
+
+def test_heatmap_argmax_joints_are_the_highest_cells_centres():
+    from slimpose.losses import heatmap_argmax_joints
+
+    heatmaps = torch.zeros(2, 3, 8, 6)
+    heatmaps[0, 0, 5, 2] = 1.0  # row 5, column 2
+    heatmaps[1, 2, 0, 5] = 0.3
+    heatmaps[1, 2, 7, 0] = 0.2
+    joints = heatmap_argmax_joints(heatmaps)
+    assert joints.shape == (2, 3, 2)
+    assert torch.allclose(joints[0, 0], torch.tensor([2.5 / 6, 5.5 / 8]))
+    assert torch.allclose(joints[1, 2], torch.tensor([5.5 / 6, 0.5 / 8]))
+
+
+def test_decomposed_regression_loss_with_the_heatmap_teacher_places_the_joint_at_the_heatmaps_maximum():
+    from slimpose.losses import DecomposedRegressionLoss, decomposed_coordinate_targets
+
+    model = _Pooled()
+    loss = DecomposedRegressionLoss(_no_base_loss, model, 1.0, teacher="auxiliary_heatmaps")
+    label = torch.full((1, 2, 2), 0.5)
+    heatmaps = torch.zeros(1, 2, 32, 24, requires_grad=True)
+    with torch.no_grad():
+        heatmaps[0, 0, 4, 20] = 1.0
+        heatmaps[0, 1, 30, 1] = 1.0
+    model.auxiliary_heatmaps = heatmaps
+    teacher = torch.tensor([[[20.5 / 24, 4.5 / 32], [1.5 / 24, 30.5 / 32]]])
+    goal = decomposed_coordinate_targets(teacher, 8, 6).permute(0, 2, 3, 1, 4)
+    model.position_outputs = torch.cat([goal, torch.zeros_like(goal)], -1).requires_grad_()
+    value = loss(torch.zeros(1, 2, 4), label, torch.ones(1, 2))
+    assert float(value) == pytest.approx(0.0, abs=1e-9)  # the label's own field would cost a lot
+    assert torch.autograd.grad(value, heatmaps, allow_unused=True)[0] is None  # the teacher gets no gradient
+    model.auxiliary_heatmaps = None
+    model.position_outputs = torch.zeros(1, 8, 6, 2, 4)
+    with pytest.raises(RuntimeError, match="kept no heatmaps"):
+        loss(torch.zeros(1, 2, 4), label, torch.ones(1, 2))
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        DecomposedRegressionLoss(_no_base_loss, _Pooled(), 1.0, teacher="label")
+
+
+def test_auxiliary_heatmap_loss_is_the_weighted_heatmap_mse_and_releases_the_maps():
+    from slimpose.losses import AuxiliaryHeatmapLoss, grid_gaussians
+
+    model = _Pooled()
+    loss = AuxiliaryHeatmapLoss(_no_base_loss, model, weight=10.0, sigma=1.5)
+    target = torch.tensor([[[0.3, 0.6], [0.7, 0.2]]])
+    goal = grid_gaussians(target, 16, 12, 1.5)
+    model.auxiliary_heatmaps = goal.clone()
+    assert float(loss(torch.zeros(1, 2, 4), target, torch.ones(1, 2))) == pytest.approx(0.0, abs=1e-9)
+    assert model.auxiliary_heatmaps is None
+    model.auxiliary_heatmaps = goal + 0.2
+    # KeypointMSELoss: 0.5 * 0.2^2 averaged over every cell; the second joint is unlabelled
+    value = loss(torch.zeros(1, 2, 4), target, torch.tensor([[1.0, 0.0]]))
+    assert float(value) == pytest.approx(10.0 * 0.5 * 0.04 / 2, rel=1e-5)
+    with pytest.raises(RuntimeError, match="kept no auxiliary_heatmaps"):
+        loss(torch.zeros(1, 2, 4), target, torch.ones(1, 2))

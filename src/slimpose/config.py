@@ -24,10 +24,11 @@ import yaml
 
 from slimpose.errors import ConfigError
 
-# Dense targets and per-position errors of losses.DecomposedRegressionLoss
-# (train.decomposed_regression_target, train.decomposed_regression_norm).
+# Dense targets, per-position errors and sources of the joint of
+# losses.DecomposedRegressionLoss (train.decomposed_regression_target, _norm, _teacher).
 DECOMPOSED_TARGET_FORMS = ("gaussian", "displacement", "half_plane")
 DECOMPOSED_NORMS = ("mse", "l1")
+DECOMPOSED_TEACHERS = ("ground_truth", "auxiliary_heatmaps")
 
 
 @dataclass
@@ -96,11 +97,16 @@ class TrainConfig:
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     # Pooled-regression models (RepNet): weight of the dense form of the regression
     # (losses.DecomposedRegressionLoss) beside RLE, its target field (DECOMPOSED_TARGET_FORMS),
-    # the Gaussian field's sigma in feature-map cells, and the per-position error (DECOMPOSED_NORMS).
+    # the Gaussian field's sigma in feature-map cells, the per-position error (DECOMPOSED_NORMS)
+    # and where the field puts the joint (DECOMPOSED_TEACHERS). auxiliary_heatmap_weight
+    # trains the model's training-only heatmap decoder (model.kwargs.auxiliary_heatmaps,
+    # losses.AuxiliaryHeatmapLoss) on Gaussians of data.heatmap_sigma.
     decomposed_regression_weight: float = 0.0
     decomposed_regression_sigma: float = 1.0
     decomposed_regression_target: str = "gaussian"
     decomposed_regression_norm: str = "mse"
+    decomposed_regression_teacher: str = "ground_truth"
+    auxiliary_heatmap_weight: float = 0.0
     amp: bool = False  # mixed precision, CUDA only
     channels_last: bool = False  # NHWC weights and batches
     compile: bool = False  # torch.compile the training forward/backward
@@ -305,7 +311,13 @@ def _check_train(tc: TrainConfig) -> None:
            f"must be one of {', '.join(DECOMPOSED_TARGET_FORMS)}, got {tc.decomposed_regression_target!r}")
     _check(tc.decomposed_regression_norm in DECOMPOSED_NORMS, "train.decomposed_regression_norm",
            f"must be one of {', '.join(DECOMPOSED_NORMS)}, got {tc.decomposed_regression_norm!r}")
-    for name in ("clip_grad", "decomposed_regression_weight", "val_interval", "max_iters_per_epoch", "max_minutes"):
+    _check(tc.decomposed_regression_teacher in DECOMPOSED_TEACHERS, "train.decomposed_regression_teacher",
+           f"must be one of {', '.join(DECOMPOSED_TEACHERS)}, got {tc.decomposed_regression_teacher!r}")
+    _check(tc.decomposed_regression_teacher != "auxiliary_heatmaps" or tc.auxiliary_heatmap_weight > 0,
+           "train.decomposed_regression_teacher",
+           "'auxiliary_heatmaps' needs the heatmaps trained: set train.auxiliary_heatmap_weight above 0")
+    for name in ("clip_grad", "decomposed_regression_weight", "auxiliary_heatmap_weight", "val_interval",
+                 "max_iters_per_epoch", "max_minutes"):
         value = getattr(tc, name)
         _check(value >= 0, f"train.{name}", f"must be 0 or more, got {value}")
     _check(tc.log_interval >= 1, "train.log_interval", f"must be at least 1, got {tc.log_interval}")

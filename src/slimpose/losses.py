@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from slimpose.config import DECOMPOSED_NORMS, DECOMPOSED_TARGET_FORMS
+from slimpose.config import DECOMPOSED_NORMS, DECOMPOSED_TARGET_FORMS, DECOMPOSED_TEACHERS
 
 
 class KeypointMSELoss(nn.Module):
@@ -217,6 +217,13 @@ def half_plane_coordinate_targets(target: torch.Tensor, height: int, width: int)
                         fy.unsqueeze(3).expand(n, k, height, width)], dim=-1)
 
 
+def heatmap_argmax_joints(heatmaps: torch.Tensor) -> torch.Tensor:
+    """Normalised (x, y) of the centre of each heatmap's highest cell: (N, K, H, W) → (N, K, 2)."""
+    n, k, h, w = heatmaps.shape
+    idx = heatmaps.reshape(n, k, h * w).argmax(-1)
+    return torch.stack([(idx % w + 0.5) / w, (idx // w + 0.5) / h], dim=-1).to(heatmaps.dtype)
+
+
 class DecomposedRegressionLoss(nn.Module):
     """A pooled-regression loss plus a dense form of it, for models whose output is the
     mean of a Linear applied at every position of a feature map (RepNet).
@@ -242,20 +249,38 @@ class DecomposedRegressionLoss(nn.Module):
     mean of its target over the joint's possible places, and so the pooled output the
     joint's expected position. The half-plane fractions are monotone in the joint's
     coordinate, so under L1 the pooled output becomes the per-axis median instead.
+
+    ``teacher`` says where the field puts the joint: ``"ground_truth"`` (the label) or
+    ``"auxiliary_heatmaps"``, the highest cell of the model's own training-only heatmaps
+    (``model.auxiliary_heatmaps``, not differentiated through). Given the image the label
+    is uncertain, so the readout learns its expected position; the heatmaps' maximum is a
+    function of the image that the readout can match, and where a heatmap model's
+    accuracy lies (a heatmap's expected position scores less than half as well).
     The deployed model is unchanged.
     """
 
     def __init__(self, base: nn.Module, model: nn.Module, weight: float, sigma: float = 1.0,
-                 form: str = "gaussian", norm: str = "mse"):
+                 form: str = "gaussian", norm: str = "mse", teacher: str = "ground_truth"):
         super().__init__()
         if form not in DECOMPOSED_TARGET_FORMS:
             raise ValueError(f"form must be one of {DECOMPOSED_TARGET_FORMS}, got {form!r}")
         if norm not in DECOMPOSED_NORMS:
             raise ValueError(f"norm must be one of {DECOMPOSED_NORMS}, got {norm!r}")
+        if teacher not in DECOMPOSED_TEACHERS:
+            raise ValueError(f"teacher must be one of {DECOMPOSED_TEACHERS}, got {teacher!r}")
         self.base = base
         self._model = [model]  # a reference, not a submodule: the model's weights stay the model's
         self.weight, self.sigma, self.form, self.norm = float(weight), float(sigma), form, norm
+        self.teacher = teacher
         model.keep_position_outputs = True
+
+    def _joints(self, target: torch.Tensor) -> torch.Tensor:
+        if self.teacher == "ground_truth":
+            return target
+        heatmaps = self._model[0].auxiliary_heatmaps
+        if heatmaps is None:
+            raise RuntimeError("DecomposedRegressionLoss: teacher 'auxiliary_heatmaps' but the model kept no heatmaps")
+        return heatmap_argmax_joints(heatmaps.detach().float())
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
         loss = self.base(pred, target, target_weight)
@@ -264,12 +289,39 @@ class DecomposedRegressionLoss(nn.Module):
         if dense is None:
             raise RuntimeError("DecomposedRegressionLoss: the model kept no position_outputs (not in training mode?)")
         n, h, w, k = dense.shape[:4]
+        joints = self._joints(target)
         if self.form == "gaussian":
-            goal = decomposed_coordinate_targets(target, h, w, self.sigma)
+            goal = decomposed_coordinate_targets(joints, h, w, self.sigma)
         elif self.form == "displacement":
-            goal = displacement_coordinate_targets(target, h, w)
+            goal = displacement_coordinate_targets(joints, h, w)
         else:
-            goal = half_plane_coordinate_targets(target, h, w)
+            goal = half_plane_coordinate_targets(joints, h, w)
         diff = dense[..., :2].permute(0, 3, 1, 2, 4).float() - goal
         err = (diff.abs() if self.norm == "l1" else diff**2).mean((2, 3)).sum(-1)  # (N, K)
         return loss + self.weight * (err * target_weight.reshape(n, k)).sum() / n
+
+
+class AuxiliaryHeatmapLoss(nn.Module):
+    """``base`` plus ``weight`` x the heatmap MSE (:class:`KeypointMSELoss`) of a model's
+    training-only heatmaps (``model.auxiliary_heatmaps``, (N, K, H, W)) against unit-peak
+    Gaussians of ``sigma`` cells at the normalised joints.
+
+    ``base`` runs first, so a :class:`DecomposedRegressionLoss` inside it can read the same
+    heatmaps as its teacher; this loss then releases them.
+    """
+
+    def __init__(self, base: nn.Module, model: nn.Module, weight: float, sigma: float = 2.0):
+        super().__init__()
+        self.base = base
+        self._model = [model]  # a reference, not a submodule: the model's weights stay the model's
+        self.weight, self.sigma = float(weight), float(sigma)
+        self.mse = KeypointMSELoss(use_target_weight=True)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        loss = self.base(pred, target, target_weight)
+        model = self._model[0]
+        heatmaps, model.auxiliary_heatmaps = model.auxiliary_heatmaps, None
+        if heatmaps is None:
+            raise RuntimeError("AuxiliaryHeatmapLoss: the model kept no auxiliary_heatmaps (not in training mode?)")
+        goal = grid_gaussians(target, heatmaps.shape[2], heatmaps.shape[3], self.sigma)
+        return loss + self.weight * self.mse(heatmaps.float(), goal, target_weight)

@@ -319,3 +319,36 @@ def test_decomposed_regression_trains_repnet_and_rejects_other_models(synth, tmp
         config_from_dict(small_config(synth, decomposed_regression_target="offset"))
     with pytest.raises(ConfigError, match=r"train.decomposed_regression_norm: must be one of mse, l1"):
         config_from_dict(small_config(synth, decomposed_regression_norm="huber"))
+
+
+def test_auxiliary_heatmaps_train_repnet_and_teach_the_dense_term(synth, tmp_path):
+    from slimpose.losses import AuxiliaryHeatmapLoss, DecomposedRegressionLoss
+
+    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2, decomposed_regression_weight=10.0,
+                       decomposed_regression_teacher="auxiliary_heatmaps", auxiliary_heatmap_weight=1000.0)
+    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001, "auxiliary_heatmaps": True}}
+    cfg["data"]["input_size"] = [64, 64]
+    cfg["data"]["heatmap_sigma"] = 1.5
+    trainer = Trainer(config_from_dict(cfg), tmp_path / "repnet")
+    criterion = trainer.criterion
+    assert isinstance(criterion, AuxiliaryHeatmapLoss) and criterion.sigma == 1.5 and criterion.weight == 1000.0
+    assert isinstance(criterion.base, DecomposedRegressionLoss) and criterion.base.teacher == "auxiliary_heatmaps"
+    before = trainer.model.heatmap_decoder.module[-1].weight.detach().clone()
+    trainer.fit()
+    assert not torch.equal(before, trainer.model.heatmap_decoder.module[-1].weight)  # the decoder trains
+    assert trainer.model.auxiliary_heatmaps is None and trainer.model.position_outputs is None  # consumed
+    saved = load_checkpoint(tmp_path / "repnet" / "last.pth")["model"]
+    assert any(k.startswith("heatmap_decoder.") for k in saved)  # resumable with its decoder
+
+    with pytest.raises(ConfigError, match=r"train.auxiliary_heatmap_weight: model 'tinypose' has no training-only"):
+        Trainer(config_from_dict(small_config(synth, auxiliary_heatmap_weight=1.0)), tmp_path / "tiny")
+    cfg["train"]["auxiliary_heatmap_weight"] = 0.0
+    cfg["train"]["decomposed_regression_teacher"] = "ground_truth"
+    with pytest.raises(ConfigError, match=r"model.kwargs.auxiliary_heatmaps: the heatmap decoder is trained only"):
+        Trainer(config_from_dict(cfg), tmp_path / "unused")
+    with pytest.raises(ConfigError, match=r"train.decomposed_regression_teacher: 'auxiliary_heatmaps' needs"):
+        config_from_dict(small_config(synth, decomposed_regression_teacher="auxiliary_heatmaps"))
+    with pytest.raises(ConfigError, match=r"train.decomposed_regression_teacher: must be one of ground_truth"):
+        config_from_dict(small_config(synth, decomposed_regression_teacher="label"))
+    with pytest.raises(ConfigError, match=r"train.auxiliary_heatmap_weight: must be 0 or more"):
+        config_from_dict(small_config(synth, auxiliary_heatmap_weight=-1.0))

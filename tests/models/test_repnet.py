@@ -148,6 +148,28 @@ def test_kept_position_outputs_average_to_the_output():
     assert model.position_outputs is None  # inference pools first and keeps nothing
 
 
+def test_auxiliary_heatmaps_are_training_only():
+    """The training-only decoder maps the fused map to stride-4 heatmaps in training, is
+    left out of the counted network and dropped on deploy, and never changes the output."""
+    torch.manual_seed(0)
+    model = build_model("repnet_a", num_joints=14, auxiliary_heatmaps=True, init_std=0.001)
+    x = torch.randn(2, 3, 128, 96)
+    model.train()(x)
+    assert model.auxiliary_heatmaps.shape == (2, 14, 32, 24)
+    plain = build_model("repnet_a", num_joints=14)
+    plain.load_state_dict(model.state_dict(), strict=False)  # after the BN statistics moved
+    model.auxiliary_heatmaps = None
+    with torch.no_grad():
+        out = model.eval()(x)
+        assert model.auxiliary_heatmaps is None  # inference runs no decoder
+        assert torch.allclose(out, plain.eval()(x))
+    assert count_params(model) == count_params(plain)
+    assert count_macs(model, (128, 96)) == count_macs(plain, (128, 96))
+    deployed = reparameterize_model(model)
+    assert deployed.heatmap_decoder is None
+    assert not any(k.startswith("heatmap_decoder.") for k in deployed.state_dict())
+
+
 def test_init_std_draws_the_backbone_and_fusion_small():
     torch.manual_seed(0)
     small = build_model("repnet_a", init_std=0.001)

@@ -72,25 +72,39 @@ def build_optimizer(tc: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r} (adam or adamw)")
 
 
-def build_loss(model: nn.Module, tc: TrainConfig | None = None) -> nn.Module:
+def build_loss(model: nn.Module, tc: TrainConfig | None = None, heatmap_sigma: float = 2.0) -> nn.Module:
+    """The model's training loss; ``heatmap_sigma`` (data.heatmap_sigma) sets the Gaussians of
+    a coordinate model's training-only heatmaps."""
     decomposed = tc is not None and tc.decomposed_regression_weight > 0
     if decomposed and not hasattr(model, "keep_position_outputs"):
         raise ConfigError(f"train.decomposed_regression_weight: model {model.model_name!r} does not regress "
                           f"through global pooling (RepNet does); set it to 0")
+    auxiliary = tc is not None and tc.auxiliary_heatmap_weight > 0
+    decoder = getattr(model, "heatmap_decoder", None)
+    if auxiliary and decoder is None:
+        raise ConfigError(f"train.auxiliary_heatmap_weight: model {model.model_name!r} has no training-only heatmap "
+                          f"decoder; set model.kwargs.auxiliary_heatmaps: true (RepNet) or the weight to 0")
+    if decoder is not None and not auxiliary:
+        # Its parameters would get no gradient (and DDP refuses unused parameters).
+        raise ConfigError("model.kwargs.auxiliary_heatmaps: the heatmap decoder is trained only by "
+                          "train.auxiliary_heatmap_weight; set that above 0 or the option to false")
     if model.output_kind == "heatmap":
         return KeypointMSELoss(use_target_weight=True)
-    from slimpose.losses import DecomposedRegressionLoss, RLELoss
+    from slimpose.losses import AuxiliaryHeatmapLoss, DecomposedRegressionLoss, RLELoss
 
     flow = getattr(model, "flow", None)
     if flow is None:
         # A flow the optimiser does not see would stay at its initialisation.
         raise ConfigError(f"model.name: {model.model_name!r} outputs coordinates but has no `flow` "
                           f"module for the RLE loss")
-    rle = RLELoss(use_target_weight=True, flow=flow.module)
-    if not decomposed:
-        return rle
-    return DecomposedRegressionLoss(rle, model, tc.decomposed_regression_weight, tc.decomposed_regression_sigma,
-                                    tc.decomposed_regression_target, tc.decomposed_regression_norm)
+    loss: nn.Module = RLELoss(use_target_weight=True, flow=flow.module)
+    if decomposed:
+        loss = DecomposedRegressionLoss(loss, model, tc.decomposed_regression_weight, tc.decomposed_regression_sigma,
+                                        tc.decomposed_regression_target, tc.decomposed_regression_norm,
+                                        tc.decomposed_regression_teacher)
+    if auxiliary:
+        loss = AuxiliaryHeatmapLoss(loss, model, tc.auxiliary_heatmap_weight, heatmap_sigma)
+    return loss
 
 
 def build_codec_for(cfg: ExperimentConfig, output_kind: str):
@@ -183,7 +197,7 @@ class Trainer:
         self.model = self.model.to(self.info.device)
         self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        self.criterion = build_loss(self.model, tc).to(self.info.device)
+        self.criterion = build_loss(self.model, tc, cfg.data.heatmap_sigma).to(self.info.device)
         self.optimizer = build_optimizer(tc, self.model)
         self.amp = tc.amp and self.info.device.type == "cuda"
         if tc.amp and not self.amp and self.info.is_main:

@@ -33,6 +33,11 @@ the Linear at every position of the fused map and averages the positions, the sa
 as pooling first (a Linear commutes with the mean), and keeps the per-position outputs in
 ``position_outputs`` for that loss.
 
+``auxiliary_heatmaps=True`` adds a training-only heatmap decoder on the fused map (two 2x
+deconvolutions to stride 4, SimpleBaseline's head cut short); training keeps its maps in
+``auxiliary_heatmaps`` for ``AuxiliaryHeatmapLoss`` and for the dense regression term's
+teacher. Like the flow, it is left out of parameter counts and dropped on deploy.
+
 Output contract of coordinate models: ``forward(x)`` returns (N, K, 4): columns 0:2
 the keypoint coordinates normalised to the input (x / W, y / H), columns 2:4 sigma_x,
 sigma_y after a sigmoid. The RealNVP flow of RLE (``slimpose.losses.RealNVP``) is the
@@ -46,7 +51,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from slimpose.losses import RealNVP
-from slimpose.models.layers import ConvBNAct, TrainingOnly, fuse_conv_bn, init_weights_normal
+from slimpose.models.layers import (ConvBNAct, TrainingOnly, deconv_heatmap_decoder, fuse_conv_bn,
+                                   init_weights_normal)
 from slimpose.models.registry import PaperFigures, register_model
 
 NUM_BLOCKS_A = (1, 2, 4, 14, 1)
@@ -178,18 +184,25 @@ class RepNet(nn.Module):
         num_blocks=NUM_BLOCKS_A,
         fusion_channels: int = 48,
         init_std: float = 0.0,
+        auxiliary_heatmaps: bool = False,
         deploy: bool = False,
     ):
         super().__init__()
         self.k = num_joints
         self.backbone = RepVGG(num_blocks, width_multiplier, deploy)
         self.neck = MultiLevelFusion(tuple(self.backbone.widths[2:]), fusion_channels)
+        # The heatmap loss trains the backbone and fusion as fast as a heatmap model's loss
+        # does, which the pooled regression alone does not (see the README's RepNet section).
+        self.heatmap_decoder = (TrainingOnly(deconv_heatmap_decoder(fusion_channels, num_joints))
+                                if auxiliary_heatmaps and not deploy else None)
+        self.auxiliary_heatmaps: torch.Tensor | None = None
         if init_std > 0:
             # LPN's and HRNet's init for training from scratch: with BN behind every conv
             # the weights' scale leaves the function alone but sets how far an Adam step
             # moves it; PyTorch's default init makes RepVGG-A0 learn several times slower.
-            init_weights_normal(self.backbone, std=init_std)
-            init_weights_normal(self.neck, std=init_std)
+            for part in (self.backbone, self.neck, self.heatmap_decoder):
+                if part is not None:
+                    init_weights_normal(part, std=init_std)
         self.keep_position_outputs = False
         self.position_outputs: torch.Tensor | None = None
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -212,9 +225,12 @@ class RepNet(nn.Module):
 
     def reparameterize(self) -> None:
         self.flow = None
+        self.heatmap_decoder = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fused = self.neck(self.backbone(x))
+        if self.training and self.heatmap_decoder is not None:
+            self.auxiliary_heatmaps = self.heatmap_decoder(fused)
         if self.training and self.keep_position_outputs:
             n, _, h, w = fused.shape
             dense = self.head(fused.permute(0, 2, 3, 1)).reshape(n, h, w, self.k, 4)
@@ -228,7 +244,7 @@ class RepNet(nn.Module):
 _NOTE = "256x192, 17 joints; GMACs = 1e9 MACs of conv + linear"
 
 
-_REPNET_PREFIXES = ("backbone.", "neck.", "head.", "flow.")
+_REPNET_PREFIXES = ("backbone.", "neck.", "head.", "flow.", "heatmap_decoder.")
 
 
 def repvgg_imagenet_key(key: str) -> str | None:
