@@ -106,14 +106,11 @@ class DeconvBNAct(_ConvBNActBase):
         return fused
 
 
-def deconv_heatmap_decoder(in_channels: int, num_joints: int, channels: int = 64, num_deconv: int = 2) -> nn.Sequential:
-    """SimpleBaseline's heatmap decoder: ``num_deconv`` 2x deconv-BN-ReLU of ``channels``,
-    then a 1x1 conv to one heatmap per joint."""
-    layers: list[nn.Module] = []
-    for i in range(num_deconv):
-        layers.append(DeconvBNAct(in_channels if i == 0 else channels, channels))
-    layers.append(nn.Conv2d(channels if num_deconv else in_channels, num_joints, 1))
-    return nn.Sequential(*layers)
+def deconv_heatmap_decoder(in_channels: int, num_joints: int, channels: int = 64) -> nn.Sequential:
+    """SimpleBaseline's heatmap decoder cut to two 2x deconv-BN-ReLU of ``channels``, then a
+    1x1 conv to one heatmap per joint: stride 16 in, stride 4 out."""
+    return nn.Sequential(DeconvBNAct(in_channels, channels), DeconvBNAct(channels, channels),
+                         nn.Conv2d(channels, num_joints, 1))
 
 
 class TrainingOnly(nn.Module):
