@@ -19,7 +19,12 @@ height is not a calibrated probability.
     python benchmarks/pooled_readout_ceiling.py runs/lpn_50_budget_epyc/best.pth
 
 Checkpoints of ``benchmarks/repnet_heatmap_backbone.py`` (RepNet-A's backbone and fusion
-under a heatmap decoder) are read too.
+under a heatmap decoder) are read too, and so are RepNet checkpoints trained with
+``model.kwargs.auxiliary_heatmaps``: their training-only decoder's maps (the teacher of
+``train.decomposed_regression_teacher=auxiliary_heatmaps``) are read, after the pooled
+regression itself is scored as the deployed network would be.
+
+    python benchmarks/pooled_readout_ceiling.py runs/repnet_a_lspet_distilled/best.pth
 """
 
 from __future__ import annotations
@@ -29,6 +34,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch.nn as nn
+
+
+class DecoderHeatmaps(nn.Module):
+    """A RepNet's training-only heatmap decoder, read as a heatmap model."""
+
+    output_kind = "heatmap"
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.heatmap_decoder(self.net.neck(self.net.backbone(x)))
 
 
 def normalised(heatmaps: np.ndarray, power: float = 1.0) -> np.ndarray:
@@ -59,6 +78,11 @@ def median_readout(heatmaps: np.ndarray, power: float = 1.0) -> np.ndarray:
 
 
 READOUTS = {"mean": mean_readout, "median": median_readout}
+
+
+def report(label: str, metrics: dict, metric: str, note: str = "") -> None:
+    print(f"{label:>10}: {metric} {100 * metrics[metric]:.1f}  PCK@0.1 {100 * metrics.get('PCK@0.1', float('nan')):.1f}"
+          f"{note}", flush=True)
 POWERS = (1.0, 2.0)
 
 
@@ -82,12 +106,20 @@ def main() -> None:
         register(init_std=0.0)  # the checkpoint's weights replace the init
     cfg = config_from_dict(ckpt["config"], source=f"{args.checkpoint} (stored config)")
     model = build_model_for(cfg)
-    if model.output_kind != "heatmap":
-        raise SystemExit(f"{args.checkpoint}: {cfg.model.name} outputs {model.output_kind}, not heatmaps")
     load_model_weights(model, ckpt)
+    info = init_distributed()
+    if model.output_kind != "heatmap":
+        if getattr(model, "heatmap_decoder", None) is None:
+            raise SystemExit(f"{args.checkpoint}: {cfg.model.name} outputs {model.output_kind} and has no "
+                             f"training-only heatmap decoder to read")
+        codec = build_codec_for(cfg, model.output_kind)
+        dataset = build_dataset(cfg, "val", codec)
+        m = evaluate(model, dataset, codec, flip=cfg.test.flip, batch_size=cfg.data.val_batch_size,
+                     workers=0, info=info)
+        report("pooled", m, dataset.source.main_metric, "  (the regression, as deployed)")
+        model = DecoderHeatmaps(model)
     codec = build_codec_for(cfg, model.output_kind)
     dataset = build_dataset(cfg, "val", codec)
-    info = init_distributed()
     plain_decode = codec.decode_batch
     metric = dataset.source.main_metric
     for name, power in [("argmax", 1.0)] + [(r, p) for p in POWERS for r in READOUTS]:
@@ -102,9 +134,7 @@ def main() -> None:
             codec.decode_batch = decode
         m = evaluate(model, dataset, codec, flip=cfg.test.flip, batch_size=cfg.data.val_batch_size,
                      workers=0, info=info)
-        label = cfg.test.decode if name == "argmax" else name + (f" of h^{power:g}" if power != 1 else "")
-        print(f"{label:>10}: {metric} {100 * m[metric]:.1f}  PCK@0.1 {100 * m.get('PCK@0.1', float('nan')):.1f}",
-              flush=True)
+        report(cfg.test.decode if name == "argmax" else name + (f" of h^{power:g}" if power != 1 else ""), m, metric)
 
 
 if __name__ == "__main__":
