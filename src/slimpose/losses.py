@@ -221,7 +221,8 @@ def heatmap_argmax_joints(heatmaps: torch.Tensor) -> torch.Tensor:
     """Normalised (x, y) of the centre of each heatmap's highest cell: (N, K, H, W) → (N, K, 2)."""
     n, k, h, w = heatmaps.shape
     idx = heatmaps.reshape(n, k, h * w).argmax(-1)
-    return torch.stack([(idx % w + 0.5) / w, (idx // w + 0.5) / h], dim=-1).to(heatmaps.dtype)
+    xs, ys = cell_centres(h, w, heatmaps)
+    return torch.stack([xs[idx % w], ys[idx // w]], dim=-1)
 
 
 class DecomposedRegressionLoss(nn.Module):
