@@ -71,16 +71,21 @@ class TopdownDataset(Dataset):
         }
 
 
-def build_dataset(cfg, split: str, codec, normalize: bool = True) -> TopdownDataset:
-    """Source + pipeline + dataset for ``split`` ("train" | "val") of an ExperimentConfig."""
+def build_dataset(cfg, split: str, codec, normalize: bool = True, augment: bool | None = None) -> TopdownDataset:
+    """Source + pipeline + dataset for ``split`` ("train" | "val") of an ExperimentConfig.
+
+    ``augment`` defaults to augmenting the train split only; ``augment=False`` gives the
+    train split's instances cropped as a test crop is (the head refit reads them so).
+    """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     ds = getattr(cfg.data, split)
     train = split == "train"
+    augment = train if augment is None else augment
     layout = get_layout(cfg.data.layout)
     input_size = tuple(cfg.data.input_size)
     source = build_source(ds, layout, input_size, train=train)
     info = get_model_entry(cfg.model.name).info
-    pipeline = build_pipeline(cfg.data.augment, layout, input_size, train=train, normalize=normalize,
+    pipeline = build_pipeline(cfg.data.augment, layout, input_size, train=augment, normalize=normalize,
                               normalization=NormalizeImage(info.mean, info.std, info.color_order == "RGB"))
-    return TopdownDataset(source, pipeline, codec, train=train, seed=cfg.train.seed, input_size=input_size)
+    return TopdownDataset(source, pipeline, codec, train=augment, seed=cfg.train.seed, input_size=input_size)

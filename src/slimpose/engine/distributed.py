@@ -79,3 +79,13 @@ def reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / info.world_size
+
+
+def broadcast_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). DDP broadcasts them
+    before each training forward, so after the last step every rank holds statistics
+    updated by its own batch; evaluation and the head refit must all read the model that
+    rank 0 checkpoints."""
+    if info.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)

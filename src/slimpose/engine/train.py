@@ -30,9 +30,11 @@ from slimpose.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from slimpose.engine.distributed import DistInfo, barrier, init_distributed, reduce_mean, shutdown_distributed
+from slimpose.engine.distributed import (DistInfo, barrier, broadcast_buffers, init_distributed, reduce_mean,
+                                        shutdown_distributed)
 from slimpose.engine.evaluate import evaluate
 from slimpose.engine.progress import EpochReport
+from slimpose.engine.refit import refit_pooled_head, supports_head_refit
 from slimpose.errors import ConfigError, SlimposeError
 from slimpose.io import write_json_atomic
 from slimpose.keypoints import get_layout
@@ -197,6 +199,9 @@ class Trainer:
         self.model = self.model.to(self.info.device)
         self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
+        if tc.head_refit_crops > 0 and not supports_head_refit(self.model):
+            raise ConfigError(f"train.head_refit_crops: model {cfg.model.name!r} does not regress through a Linear "
+                              f"of pooled features (RepNet does); set it to 0")
         self.criterion = build_loss(self.model, tc, cfg.data.heatmap_sigma).to(self.info.device)
         self.optimizer = build_optimizer(tc, self.model)
         self.amp = tc.amp and self.info.device.type == "cuda"
@@ -337,7 +342,24 @@ class Trainer:
         return {"loss": loss_sum / max(done, 1), "lr": lr, "iterations": done, "images_per_s": seen / max(elapsed, 1e-9),
                 "epoch_seconds": round(elapsed, 2)}
 
+    def refit_head(self) -> dict:
+        """``train.head_refit_crops`` training crops → the pooled Linear's coordinate rows
+        (:func:`slimpose.engine.refit.refit_pooled_head`)."""
+        tc = self.cfg.train
+        broadcast_buffers(self.model, self.info)
+        crops = build_dataset(self.cfg, "train", self.codec, augment=False)
+        result = refit_pooled_head(self.model, crops, self.codec, crops=tc.head_refit_crops, ridge=tc.head_refit_ridge,
+                                   teacher=tc.decomposed_regression_teacher, seed=tc.seed,
+                                   batch_size=self.cfg.data.val_batch_size, workers=self.cfg.data.workers,
+                                   info=self.info)
+        if self.info.is_main:
+            print(f"slimpose: head refit on {result['crops']} crops and their mirror images: RMS distance to the "
+                  f"teacher {result['rms_before']:.4f} -> {result['rms_after']:.4f} of the crop "
+                  f"({result['seconds']:.0f} s)", flush=True)
+        return result
+
     def validate(self, out_dir: Path | None = None) -> dict:
+        broadcast_buffers(self.model, self.info)
         return evaluate(self.model, self.val_set, self.codec, flip=self.cfg.test.flip,
                         batch_size=self.cfg.data.val_batch_size, workers=self.cfg.data.workers, info=self.info,
                         out_dir=out_dir, amp=self.amp)
@@ -365,6 +387,8 @@ class Trainer:
                 print(f"slimpose: train.max_minutes={tc.max_minutes} reached during epoch {s.epoch}; "
                       f"validating and stopping", flush=True)
             stage_end = s.epoch >= tc.epochs
+            if tc.head_refit_crops > 0 and (stage_end or stopped):
+                record["head_refit"] = self.refit_head()
             due = stage_end or stopped or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
             names = ["last.pth"]
             if self.val_set is not None and due:

@@ -33,6 +33,9 @@ the Linear at every position of the fused map and averages the positions, the sa
 as pooling first (a Linear commutes with the mean), and keeps the per-position outputs in
 ``position_outputs`` for that loss.
 
+Its output is linear in the pooled fused map, so the Linear's coordinate rows can also be
+fitted in closed form (``train.head_refit_crops``, :mod:`slimpose.engine.refit`).
+
 ``auxiliary_heatmaps=True`` adds a training-only heatmap decoder on the fused map (two 2x
 deconvolutions to stride 4, SimpleBaseline's head cut short); training keeps its maps in
 ``auxiliary_heatmaps`` for ``AuxiliaryHeatmapLoss`` and for the dense regression term's
@@ -227,8 +230,12 @@ class RepNet(nn.Module):
         self.flow = None
         self.heatmap_decoder = None
 
+    def fused_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused stride-16 map that the pooling and the Linear read, (N, C, H/16, W/16)."""
+        return self.neck(self.backbone(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self.neck(self.backbone(x))
+        fused = self.fused_features(x)
         if self.training and self.heatmap_decoder is not None:
             self.auxiliary_heatmaps = self.heatmap_decoder(fused)
         if self.training and self.keep_position_outputs:
