@@ -108,10 +108,12 @@ class TrainConfig:
     decomposed_regression_teacher: str = "ground_truth"
     auxiliary_heatmap_weight: float = 0.0
     # Pooled-regression models: when a stage ends, refit the final Linear's coordinate rows
-    # by ridge regression (penalty head_refit_ridge) to the teacher's joints on this many
-    # training crops and their mirror images, cropped as at test time (engine.refit); 0 = off.
+    # by ridge regression (penalty head_refit_ridge), Huber-robust beyond head_refit_huber of
+    # the crop (0 = plain least squares), to the teacher's joints on this many training crops
+    # and their mirror images, cropped as at test time (engine.refit); 0 crops = off.
     head_refit_crops: int = 0
     head_refit_ridge: float = 1.0
+    head_refit_huber: float = 0.05
     amp: bool = False  # mixed precision, CUDA only
     channels_last: bool = False  # NHWC weights and batches
     compile: bool = False  # torch.compile the training forward/backward
@@ -323,7 +325,7 @@ def _check_train(tc: TrainConfig) -> None:
            "'auxiliary_heatmaps' needs the heatmaps trained: set train.auxiliary_heatmap_weight above 0")
     _check(tc.head_refit_ridge > 0, "train.head_refit_ridge", f"must be positive, got {tc.head_refit_ridge}")
     for name in ("clip_grad", "decomposed_regression_weight", "auxiliary_heatmap_weight", "val_interval",
-                 "max_iters_per_epoch", "max_minutes", "head_refit_crops"):
+                 "max_iters_per_epoch", "max_minutes", "head_refit_crops", "head_refit_huber"):
         value = getattr(tc, name)
         _check(value >= 0, f"train.{name}", f"must be 0 or more, got {value}")
     _check(tc.log_interval >= 1, "train.log_interval", f"must be at least 1, got {tc.log_interval}")

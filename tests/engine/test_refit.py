@@ -16,7 +16,7 @@ from slimpose.data.dataset import build_dataset
 from slimpose.data.synthetic import generate_synthetic_coco
 from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
 from slimpose.engine.distributed import init_distributed
-from slimpose.engine.refit import refit_pooled_head
+from slimpose.engine.refit import distances, refit_pooled_head, robust_ridge
 from slimpose.engine.train import Trainer
 from slimpose.errors import ConfigError
 
@@ -58,8 +58,9 @@ def explicit_ridge(trainer, ridge):
                      for k in range(y.shape[1])])
 
 
-def test_refit_is_the_weighted_ridge_regression_and_leaves_the_rest(synth, tmp_path):
-    trainer = Trainer(config_from_dict(repnet_config(synth, head_refit_crops=1000, head_refit_ridge=1e-3)), tmp_path)
+def test_plain_refit_is_the_weighted_ridge_regression_and_leaves_the_rest(synth, tmp_path):
+    trainer = Trainer(config_from_dict(repnet_config(synth, head_refit_crops=1000, head_refit_ridge=1e-3,
+                                                           head_refit_huber=0.0)), tmp_path)
     head = trainer.model.head
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     result = trainer.refit_head()
@@ -73,6 +74,22 @@ def test_refit_is_the_weighted_ridge_regression_and_leaves_the_rest(synth, tmp_p
     assert torch.equal(w[:, 2:], before["head.weight"].view(k, 4, -1)[:, 2:])  # the sigma rows: as trained
     assert torch.equal(b[:, 2:], before["head.bias"].view(k, 4)[:, 2:])
     assert all(torch.equal(p, before[name]) for name, p in trainer.model.named_parameters() if not name.startswith("head."))
+
+
+def test_huber_refit_is_not_pulled_by_outliers():
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.cat([torch.rand(400, 6, generator=gen, dtype=torch.float64), torch.ones(400, 1, dtype=torch.float64)], 1)
+    truth = torch.randn(2, 7, 2, generator=gen, dtype=torch.float64) * 0.1  # two joints
+    joints = torch.einsum("nc,kcj->nkj", feats, truth)
+    joints[:40] += 0.5  # a tenth of the samples far off, all to one side
+    weights = torch.ones(400, 2, dtype=torch.float64)
+    info = init_distributed()
+    plain, mass = robust_ridge(feats, joints, weights, 1e-6, 0.0, info)
+    robust, _ = robust_ridge(feats, joints, weights, 1e-6, 0.02, info)
+    assert torch.equal(mass, torch.full((2,), 400.0, dtype=torch.float64))
+    clean = feats[40:], joints[40:]
+    assert distances(*clean, plain).mean() > 0.04  # least squares follows the outliers
+    assert distances(*clean, robust).mean() < 0.004
 
 
 class PeakAt(nn.Module):
@@ -118,7 +135,7 @@ def test_joints_never_labelled_keep_their_rows(synth, tmp_path):
             return item
 
     before = trainer.model.head.weight.detach().clone()
-    result = refit_pooled_head(trainer.model, Unlabelled(), trainer.codec, crops=3, ridge=1.0,
+    result = refit_pooled_head(trainer.model, Unlabelled(), trainer.codec, crops=3, ridge=1.0, huber=0.05,
                                teacher="ground_truth", seed=0, batch_size=2, workers=0, info=init_distributed())
     assert result["joints_fitted"] == 0
     assert torch.equal(trainer.model.head.weight, before)
@@ -138,6 +155,8 @@ def test_refit_options_are_checked(synth, tmp_path):
         Trainer(config_from_dict(small_config(synth, head_refit_crops=10)), tmp_path)
     with pytest.raises(ConfigError, match=r"train.head_refit_crops: must be 0 or more"):
         config_from_dict(small_config(synth, head_refit_crops=-1))
+    with pytest.raises(ConfigError, match=r"train.head_refit_huber: must be 0 or more"):
+        config_from_dict(small_config(synth, head_refit_huber=-0.1))
     with pytest.raises(ConfigError, match=r"train.head_refit_ridge: must be positive"):
         config_from_dict(small_config(synth, head_refit_ridge=0.0))
 

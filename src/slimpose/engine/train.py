@@ -349,9 +349,9 @@ class Trainer:
         broadcast_buffers(self.model, self.info)
         crops = build_dataset(self.cfg, "train", self.codec, augment=False)
         result = refit_pooled_head(self.model, crops, self.codec, crops=tc.head_refit_crops, ridge=tc.head_refit_ridge,
-                                   teacher=tc.decomposed_regression_teacher, seed=tc.seed,
-                                   batch_size=self.cfg.data.val_batch_size, workers=self.cfg.data.workers,
-                                   info=self.info)
+                                   huber=tc.head_refit_huber, teacher=tc.decomposed_regression_teacher,
+                                   seed=tc.seed, batch_size=self.cfg.data.val_batch_size,
+                                   workers=self.cfg.data.workers, info=self.info)
         if self.info.is_main:
             print(f"slimpose: head refit on {result['crops']} crops and their mirror images: RMS distance to the "
                   f"teacher {result['rms_before']:.4f} -> {result['rms_after']:.4f} of the crop "
