@@ -1,15 +1,11 @@
 """The closed-form refit of RepNet's pooled Linear (engine.refit), on synthetic data."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import yaml
 
 from slimpose.config import config_from_dict
 from slimpose.data.dataset import build_dataset
@@ -20,7 +16,7 @@ from slimpose.engine.refit import distances, refit_pooled_head, robust_ridge
 from slimpose.engine.train import Trainer
 from slimpose.errors import ConfigError
 
-from engine_testdata import small_config
+from engine_testdata import small_config, torchrun_train
 
 
 @pytest.fixture(scope="module")
@@ -162,14 +158,7 @@ def test_refit_options_are_checked(synth, tmp_path):
 
 
 def test_torchrun_processes_sum_their_shares_into_one_solution(synth, tmp_path):
-    path = tmp_path / "ddp.yaml"
-    path.write_text(yaml.safe_dump(repnet_config(synth, head_refit_crops=1000, head_refit_ridge=1e-2)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29537",
-         "-m", "slimpose", "train", str(path), "--work-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    torchrun_train(repnet_config(synth, head_refit_crops=1000, head_refit_ridge=1e-2), tmp_path / "run", 29537)
     assert json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["head_refit"]["crops"] == 20  # every instance
     # The features did not change after the refit, so one process reading every crop must
     # find the head the two processes found together.

@@ -2,9 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ from slimpose.engine.train import Trainer, TrainingDiverged, learning_rate
 from slimpose.errors import CheckpointError, ConfigError
 from slimpose.models import build_model
 
-from engine_testdata import small_config
+from engine_testdata import small_config, torchrun_train
 
 
 @pytest.fixture(scope="module")
@@ -141,15 +138,7 @@ def test_iterative_schedule_two_stages_from_cli(synth, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(synth, tmp_path):
-    cfg = small_config(synth, epochs=1)
-    path = tmp_path / "ddp.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-         "-m", "slimpose", "train", str(path), "--work-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    torchrun_train(small_config(synth, epochs=1), tmp_path / "run", 29533)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert "AP" in summary["metrics"]
     assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
