@@ -47,7 +47,7 @@ class DecoderHeatmaps(nn.Module):
         self.net = net
 
     def forward(self, x):
-        return self.net.heatmap_decoder(self.net.neck(self.net.backbone(x)))
+        return self.net.heatmap_decoder(self.net.fused_features(x))
 
 
 def normalised(heatmaps: np.ndarray, power: float = 1.0) -> np.ndarray:
