@@ -58,8 +58,9 @@ def test_train_writes_checkpoints_logs_and_evaluates(synth, tmp_path):
     assert (tmp_path / "eval" / "results_keypoints.json").is_file()
 
 
-def test_resume_after_crash_matches_uninterrupted_run(synth, tmp_path):
-    cfg = config_from_dict(small_config(synth, epochs=3))
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_after_crash_matches_uninterrupted_run(synth, tmp_path, ema_decay):
+    cfg = config_from_dict(small_config(synth, epochs=3, ema_decay=ema_decay))
     reference = Trainer(cfg, tmp_path / "ref")
     reference.fit()
 
@@ -82,6 +83,8 @@ def test_resume_after_crash_matches_uninterrupted_run(synth, tmp_path):
     finally:
         crashing.train_set.__class__.__getitem__ = original
     assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
+    if ema_decay:
+        _check_mid_stage_average(cfg, tmp_path / "run", iterations=len(crashing.loader))
 
     resumed = Trainer(cfg, tmp_path / "run")
     assert resumed.resume()
@@ -90,6 +93,18 @@ def test_resume_after_crash_matches_uninterrupted_run(synth, tmp_path):
     assert want.keys() == got.keys()
     for k in want:
         assert torch.equal(want[k], got[k]), k
+
+
+def _check_mid_stage_average(cfg, run, iterations):
+    """Mid-stage, a checkpoint's "model" is the weight average (what was validated) and
+    "train_weights" the raw weights the optimiser goes on from."""
+    ckpt = load_checkpoint(run / "last.pth")
+    assert ckpt["ema_steps"] == iterations
+    assert any(not torch.equal(ckpt["model"][k], ckpt["train_weights"][k]) for k in ckpt["model"])
+    logged = json.loads((run / "log.jsonl").read_text().splitlines()[0])["val/AP"]
+    out = run / "eval" / "metrics.json"
+    assert cli_main(["eval", "--checkpoint", str(run / "last.pth"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["AP"] == pytest.approx(logged, abs=1e-9)
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(synth, tmp_path):
@@ -138,7 +153,7 @@ def test_iterative_schedule_two_stages_from_cli(synth, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(synth, tmp_path):
-    torchrun_train(small_config(synth, epochs=1), tmp_path / "run", 29533)
+    torchrun_train(small_config(synth, epochs=1, ema_decay=0.9), tmp_path / "run", 29533)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert "AP" in summary["metrics"]
     assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1

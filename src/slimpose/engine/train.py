@@ -8,6 +8,7 @@ import math
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from slimpose.engine.checkpoint import (
 )
 from slimpose.engine.distributed import (DistInfo, barrier, broadcast_buffers, init_distributed, reduce_mean,
                                         shutdown_distributed)
+from slimpose.engine.ema import WeightAverage
 from slimpose.engine.evaluate import evaluate
 from slimpose.engine.progress import EpochReport
 from slimpose.engine.refit import refit_pooled_head, supports_head_refit
@@ -204,6 +206,7 @@ class Trainer:
                               f"of pooled features (RepNet does); set it to 0")
         self.criterion = build_loss(self.model, tc, cfg.data.heatmap_sigma).to(self.info.device)
         self.optimizer = build_optimizer(tc, self.model)
+        self.ema = WeightAverage(self.model, tc.ema_decay, tc.ema_interval) if tc.ema_decay != 0 else None
         self.amp = tc.amp and self.info.device.type == "cuda"
         if tc.amp and not self.amp and self.info.is_main:
             print("slimpose: train.amp needs CUDA; training in float32", file=sys.stderr)
@@ -227,8 +230,11 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def _checkpoint(self) -> dict:
         s = self.state
+        # "model" is what evaluation and export read: the average when there is one.
+        weights = {"model": self.model.state_dict()} if self.ema is None else {
+            "model": self.ema.average, "train_weights": self.model.state_dict(), "ema_steps": self.ema.steps}
         return {
-            "model": self.model.state_dict(),
+            **weights,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "stage": s.stage, "epoch": s.epoch, "best": s.best, "best_epoch": s.best_epoch,
@@ -250,6 +256,10 @@ class Trainer:
         if not path.is_file():
             return False
         ckpt = load_model_weights(self.model, path)
+        if self.ema is not None:
+            self.ema.reset(self.model, int(ckpt.get("ema_steps", 0)))
+        if "train_weights" in ckpt:
+            load_model_weights(self.model, {"model": ckpt["train_weights"], "meta": ckpt.get("meta")})
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -268,6 +278,8 @@ class Trainer:
             prev = self.work_dir / "last.pth"
         load_model_weights(self.model, prev)
         self.optimizer = build_optimizer(self.cfg.train, self.model)
+        if self.ema is not None:
+            self.ema.reset(self.model)
         self.state = _State(stage, self.cfg.train.restart_epoch, self.state.best, self.state.best_epoch)
         if self.info.is_main:
             print(f"slimpose: stage {stage} starts from {prev.name} at epoch {self.state.epoch}")
@@ -327,6 +339,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.ema is not None:
+                self.ema.step(self.model)
             s.iters_in_stage += 1
             done += 1
             loss_sum += shown.item()
@@ -387,12 +401,15 @@ class Trainer:
                 print(f"slimpose: train.max_minutes={tc.max_minutes} reached during epoch {s.epoch}; "
                       f"validating and stopping", flush=True)
             stage_end = s.epoch >= tc.epochs
+            if self.ema is not None and (stage_end or stopped):
+                self.ema.copy_to(self.model)  # a stage ends on its average
             if tc.head_refit_crops > 0 and (stage_end or stopped):
                 record["head_refit"] = self.refit_head()
             due = stage_end or stopped or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
             names = ["last.pth"]
             if self.val_set is not None and due:
-                metrics = self.validate(self.work_dir / "val_predictions")
+                with self.ema.applied(self.model) if self.ema is not None else nullcontext():
+                    metrics = self.validate(self.work_dir / "val_predictions")
                 record.update({f"val/{k}": v for k, v in metrics.items()})
                 last_metrics = metrics
                 value = metrics.get(self.main_metric, -math.inf)
