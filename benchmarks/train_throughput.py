@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 
+from slimpose.errors import ConfigError
 from slimpose.machine import cpu_name
 
 
@@ -62,7 +63,12 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         start = time.perf_counter()
-        ips = measure(args.config, args.extra + overrides, args.iters)
+        try:
+            ips = measure(args.config, args.extra + overrides, args.iters)
+        except ConfigError as e:  # a setting this model cannot train with here (RepNet: channels_last on a CPU)
+            rows.append({"setting": name, "overrides": args.extra + overrides, "images_per_s": None, "error": str(e)})
+            print(f"{name:20s}     n/a   {e}", flush=True)
+            continue
         rows.append({"setting": name, "overrides": args.extra + overrides, "images_per_s": round(ips, 2)})
         print(f"{name:20s} {ips:7.1f} img/s   ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.json:

@@ -315,6 +315,9 @@ def test_decomposed_regression_trains_repnet_and_rejects_other_models(synth, tmp
     losses = [json.loads(line)["loss"] for line in (tmp_path / "repnet" / "log.jsonl").read_text().splitlines()]
     assert losses and all(math.isfinite(v) for v in losses)
     assert trainer.model.position_outputs is None  # the loss consumed it
+    channels_last = {**cfg, "train": {**cfg["train"], "channels_last": True}}
+    with pytest.raises(ConfigError, match=r"train.channels_last: on a CPU, oneDNN's channels-last convolution backward"):
+        Trainer(config_from_dict(channels_last), tmp_path / "repnet_nhwc")
     with pytest.raises(ConfigError, match=r"train.decomposed_regression_weight: model 'tinypose' does not regress"):
         Trainer(config_from_dict(small_config(synth, decomposed_regression_weight=1.0)), tmp_path / "tiny")
     with pytest.raises(ConfigError, match=r"train.decomposed_regression_sigma: must be positive"):

@@ -42,6 +42,7 @@ from slimpose.io import write_json_atomic
 from slimpose.keypoints import get_layout
 from slimpose.losses import KeypointMSELoss
 from slimpose.models import build_model, get_model_entry
+from slimpose.models.repnet import RepVGGBlock
 
 
 class TrainingDiverged(SlimposeError):
@@ -199,6 +200,12 @@ class Trainer:
                       f"({len(report['dropped'])} dropped by the model's filter, {len(report['unmatched'])} unmatched, "
                       f"{len(report['missing'])} of the model's left at their initialisation)")
         self.model = self.model.to(self.info.device)
+        if tc.channels_last and self.info.device.type == "cpu" and any(isinstance(m, RepVGGBlock) for m in self.model.modules()):
+            # Found on torch 2.13+cpu: the process dies with "munmap_chunk(): invalid pointer" or
+            # a segfault in the first backward pass; with torch.backends.mkldnn off it does not.
+            raise ConfigError("train.channels_last: on a CPU, oneDNN's channels-last convolution backward corrupts "
+                              "memory in RepVGG's stride-2 1x1 branches (the process aborts in the first step); "
+                              "train RepNet on a CPU in the default layout")
         self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         if tc.head_refit_crops > 0 and not supports_head_refit(self.model):
