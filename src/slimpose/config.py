@@ -115,8 +115,8 @@ class TrainConfig:
     head_refit_ridge: float = 1.0
     head_refit_huber: float = 0.05
     # Exponential moving average of the weights (engine.ema): what is validated, checkpointed
-    # as "model" and exported. Per-step decay, 0 = off (0.998 spans ~500 steps); updated
-    # every ema_interval steps with decay ** ema_interval.
+    # as "model" and exported. Per-step decay, 0 = off (0.998 spans ~500 steps once past its
+    # ramp); updated every ema_interval steps with decay ** ema_interval.
     ema_decay: float = 0.0
     ema_interval: int = 1
     amp: bool = False  # mixed precision, CUDA only

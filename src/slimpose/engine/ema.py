@@ -1,8 +1,10 @@
 """Exponential moving average of a model's weights (timm's ``ModelEma``, MMPose's EMAHook).
 
-Short CPU schedules end on weights that still carry the last few hundred steps' noise; the
-average of those steps is a better model than any one of them. The trainer validates,
-checkpoints and exports the average and keeps the raw weights only to go on training.
+Under a constant or slowly decaying lr the last weights carry the noise of the last steps,
+and their average is often the better model (RTMPose trains with one); under a cosine to
+zero the schedule already anneals that noise away (the README measures no gain on the
+short LSPET recipes). The trainer validates, checkpoints and exports the average and keeps
+the raw weights only to go on training.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ class WeightAverage:
     """``average = d * average + (1 - d) * weights`` after every ``interval``-th optimiser
     step, over the parameters and floating-point buffers (BN statistics); integer buffers
     are copied. Per update ``d = min(decay ** interval, (1 + n) / (10 + n))`` after ``n``
-    updates: the random initialisation is forgotten within the first updates, and an
-    interval > 1 averages the same span of steps for a fraction of the memory traffic (an
-    update reads and writes every weight, a few % of a small CPU model's step)."""
+    updates. The ramp forgets the random initialisation within the first updates, and for
+    the first ``~9 / (1 - decay ** interval)`` updates it, not ``decay``, sets the span:
+    about the last ninth of the steps so far. An interval > 1 averages the same span of
+    steps for a fraction of the memory traffic (an update reads and writes every weight:
+    12 ms against a 290 ms step for RepNet-A at batch 8 on one CPU thread)."""
 
     def __init__(self, model: nn.Module, decay: float, interval: int = 1):
         if not 0.0 < decay < 1.0:
