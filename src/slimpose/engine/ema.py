@@ -17,6 +17,10 @@ import torch.nn as nn
 from slimpose.errors import ConfigError
 
 
+def _weights_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 class WeightAverage:
     """``average = d * average + (1 - d) * weights`` after every ``interval``-th optimiser
     step, over the parameters and floating-point buffers (BN statistics); integer buffers
@@ -62,12 +66,12 @@ class WeightAverage:
         """Start the average from ``model``'s weights: a new stage of the schedule, or a
         resumed run whose checkpoint holds the average after ``steps`` steps."""
         self.steps = steps
-        self.average = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.average = _weights_copy(model)
 
     @contextmanager
     def applied(self, model: nn.Module):
         """``model`` holds the average inside the block and its own weights again after it."""
-        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        own = _weights_copy(model)
         self.copy_to(model)
         try:
             yield model
