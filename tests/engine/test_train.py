@@ -84,7 +84,7 @@ def test_resume_after_crash_matches_uninterrupted_run(synth, tmp_path, ema_decay
         crashing.train_set.__class__.__getitem__ = original
     assert load_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
     if ema_decay:
-        _check_mid_stage_average(cfg, tmp_path / "run", iterations=len(crashing.loader))
+        _check_mid_stage_average(tmp_path / "run", iterations=len(crashing.loader))
 
     resumed = Trainer(cfg, tmp_path / "run")
     assert resumed.resume()
@@ -95,7 +95,7 @@ def test_resume_after_crash_matches_uninterrupted_run(synth, tmp_path, ema_decay
         assert torch.equal(want[k], got[k]), k
 
 
-def _check_mid_stage_average(cfg, run, iterations):
+def _check_mid_stage_average(run, iterations):
     """Mid-stage, a checkpoint's "model" is the weight average (what was validated) and
     "train_weights" the raw weights the optimiser goes on from."""
     ckpt = load_checkpoint(run / "last.pth")

@@ -408,10 +408,11 @@ class Trainer:
                 print(f"slimpose: train.max_minutes={tc.max_minutes} reached during epoch {s.epoch}; "
                       f"validating and stopping", flush=True)
             stage_end = s.epoch >= tc.epochs
-            if self.ema is not None and (stage_end or stopped):
-                self.ema.copy_to(self.model)  # a stage ends on its average
-            if tc.head_refit_crops > 0 and (stage_end or stopped):
-                record["head_refit"] = self.refit_head()
+            if stage_end or stopped:
+                if self.ema is not None:
+                    self.ema.copy_to(self.model)  # a stage ends on its average
+                if tc.head_refit_crops > 0:
+                    record["head_refit"] = self.refit_head()
             due = stage_end or stopped or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
             names = ["last.pth"]
             if self.val_set is not None and due:
