@@ -3,9 +3,9 @@
 Runs the real `Trainer` (data set, augmentation, target encoding, model, loss, Adam) for a
 few iterations per setting and reports images/s of the timed iterations, after one
 warm-up epoch per setting (which also pays torch.compile's compilation). Settings: data
-workers, channels-last, torch.compile and batch size, one at a time from the config's
-own values, then all the winners together. Prints a table and optionally writes JSON;
-asserts nothing.
+workers, channels-last, the unfused optimizer, torch.compile and batch size, each changed
+alone from the config's own values. Prints a table and optionally writes JSON; asserts
+nothing.
 
     python benchmarks/train_throughput.py configs/lpn_50_lspet_128x96.yaml --iters 30 \
         [--json runs/train_throughput.json]
@@ -40,6 +40,7 @@ SETTINGS = {
     "workers=1": ["data.workers=1"],
     "workers=2": ["data.workers=2"],
     "channels_last": ["train.channels_last=true"],
+    "unfused optimizer": ["train.fused_optimizer=false"],
     "compile": ["train.compile=true"],
     "batch 32": ["data.batch_size=32"],
 }

@@ -12,7 +12,7 @@ from slimpose.cli import main as cli_main
 from slimpose.config import TrainConfig, config_from_dict
 from slimpose.data.synthetic import generate_synthetic_coco
 from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
-from slimpose.engine.train import Trainer, TrainingDiverged, learning_rate
+from slimpose.engine.train import Trainer, TrainingDiverged, build_optimizer, learning_rate
 from slimpose.errors import CheckpointError, ConfigError
 from slimpose.models import build_model
 
@@ -37,6 +37,28 @@ def test_learning_rate_schedules():
     cos = TrainConfig(lr=1.0, schedule="cosine", epochs=10, min_lr=0.0)
     assert learning_rate(cos, 5, 0, 10**6) == pytest.approx(0.5)
     assert learning_rate(cos, 10, 0, 10**6) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_fused_optimizer_takes_the_same_steps_as_the_plain_one(kind):
+    torch.manual_seed(0)
+    fused_model = build_model("repnet_a", num_joints=14, fusion_channels=32)
+    plain_model = build_model("repnet_a", num_joints=14, fusion_channels=32)
+    plain_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(TrainConfig(optimizer=kind, lr=1e-3, weight_decay=1e-4), fused_model)
+    plain = build_optimizer(TrainConfig(optimizer=kind, lr=1e-3, weight_decay=1e-4, fused_optimizer=False), plain_model)
+    assert fused.param_groups[0]["fused"] and not plain.param_groups[0]["fused"]
+    start = {name: p.detach().clone() for name, p in fused_model.named_parameters()}
+    images = torch.randn(2, 3, 64, 48)
+    # One step: after it the two differ by float rounding, which Adam's normalisation
+    # amplifies on the next steps wherever a gradient is near zero.
+    for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+        model(images).square().mean().backward()
+        optimizer.step()
+    for (name, a), b in zip(fused_model.named_parameters(), plain_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=5e-8, msg=name)
+    moved = [(a - start[name]).abs().max().item() for name, a in fused_model.named_parameters()]
+    assert max(moved) == pytest.approx(1e-3, rel=0.01)  # Adam's first step moves by lr
 
 
 def test_train_writes_checkpoints_logs_and_evaluates(synth, tmp_path):
