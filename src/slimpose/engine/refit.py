@@ -21,6 +21,7 @@ summed over processes at each iteration, so all of them solve the same system.
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
+from slimpose.deploy.reparam import reparameterize_model
 from slimpose.engine.distributed import DistInfo
 from slimpose.losses import heatmap_argmax_joints
 
@@ -40,10 +42,11 @@ def supports_head_refit(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def readout_samples(model: nn.Module, loader: DataLoader, codec, flip_index: list[int], teacher: str,
-                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For every crop of ``loader`` and its mirror image: [pooled features, 1] (S, C+1), the
-    teacher's joints (S, K, 2) and the target weights (S, K), in float64."""
+def readout_samples(model: nn.Module, decoder: nn.Module | None, loader: DataLoader, codec, flip_index: list[int],
+                    teacher: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every crop of ``loader`` and its mirror image: [pooled ``model.fused_features``, 1]
+    (S, C+1), the teacher's joints (S, K, 2: the highest cell of ``decoder``'s heatmaps of
+    those features, or the labels) and the target weights (S, K), in float64."""
     feats, joints, weights = [], [], []
     for batch in loader:
         images = batch["image"].to(device)
@@ -54,7 +57,7 @@ def readout_samples(model: nn.Module, loader: DataLoader, codec, flip_index: lis
             if teacher == "ground_truth":
                 target = torch.from_numpy(lab[..., :2]).to(device)
             else:
-                target = heatmap_argmax_joints(model.heatmap_decoder(fused).float())
+                target = heatmap_argmax_joints(decoder(fused).float())
             pooled = fused.mean((2, 3)).double()
             feats.append(torch.cat([pooled, torch.ones_like(pooled[:, :1])], 1))
             joints.append(target.double())
@@ -126,11 +129,12 @@ def refit_pooled_head(model: nn.Module, dataset, codec, *, crops: int, ridge: fl
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:crops]
     shard = order[info.rank::info.world_size].tolist()
     loader = DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False, num_workers=workers)
-    was_training = model.training
-    model.eval()
-    feats, joints, weights = readout_samples(model, loader, codec, dataset.source.layout.flip_index, teacher,
-                                             info.device)
-    model.train(was_training)
+    # The forward passes run the deployed form (RepVGG's branches merged, BatchNorm folded):
+    # the same features up to float rounding in 0.6 of the multi-branch network's time.
+    deployed = reparameterize_model(model)
+    decoder = None if teacher == "ground_truth" else copy.deepcopy(model.heatmap_decoder).eval()
+    feats, joints, weights = readout_samples(deployed, decoder, loader, codec, dataset.source.layout.flip_index,
+                                             teacher, info.device)
     rows = torch.arange(k, device=head.weight.device)[:, None] * 4 + torch.arange(2, device=head.weight.device)
     old = torch.cat([head.weight[rows].detach(), head.bias[rows].detach()[..., None]], -1)  # (K, 2, C+1)
     old = old.transpose(1, 2).double().to(feats.device)
