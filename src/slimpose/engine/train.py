@@ -76,7 +76,8 @@ def build_optimizer(tc: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """Adam or AdamW over ``model``'s parameters; with ``train.fused_optimizer``, PyTorch's
     fused kernel where the parameters' device has one: the same update in one pass per tensor
     instead of a dozen elementwise ops. At one CPU thread RepNet-A's step (8.6M
-    training-time parameters) falls from 38 to 10 ms, a tenth of a batch-8 iteration."""
+    training-time parameters) falls from 39 to 11 ms, a tenth of a batch-8 iteration
+    (benchmarks/optimizer_step.py)."""
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     if tc.optimizer not in kinds:
         raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r} (adam or adamw)")
