@@ -82,8 +82,8 @@ def build_optimizer(tc: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if tc.optimizer not in kinds:
         raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r} (adam or adamw)")
     params = list(model.parameters())
-    fused = tc.fused_optimizer and bool(params) and all(p.device.type in FUSED_OPTIMIZER_DEVICES for p in params)
-    return kinds[tc.optimizer](params, lr=tc.lr, weight_decay=tc.weight_decay, fused=fused or None)
+    fused = tc.fused_optimizer and all(p.device.type in FUSED_OPTIMIZER_DEVICES for p in params)
+    return kinds[tc.optimizer](params, lr=tc.lr, weight_decay=tc.weight_decay, fused=fused)
 
 
 def build_loss(model: nn.Module, tc: TrainConfig | None = None, heatmap_sigma: float = 2.0) -> nn.Module:
