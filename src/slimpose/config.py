@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from slimpose.errors import ConfigError
+from slimpose.io import atomic_write
 
 # Dense targets, per-position errors and sources of the joint of
 # losses.DecomposedRegressionLoss (train.decomposed_regression_target, _norm, _teacher).
@@ -361,18 +362,49 @@ def config_from_dict(data: dict, overrides: list[str] | None = None, source: str
         raise ConfigError(f"{source}: {e}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    path = Path(path)
+def _read_yaml_mapping(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    text = path.read_text()
+    if not text.strip():
+        raise ConfigError(f"{path}: the file is empty")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return config_from_dict(data, overrides, source=str(path))
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    path = Path(path)
+    return config_from_dict(_read_yaml_mapping(path), overrides, source=str(path))
+
+
+def _missing_fields(written: dict, complete: dict, prefix: str = "") -> list[str]:
+    missing = []
+    for key, value in complete.items():
+        if key not in written:
+            missing.append(prefix + key)
+        elif isinstance(value, dict) and value and isinstance(written[key], dict):
+            missing += _missing_fields(written[key], value, f"{prefix}{key}.")
+    return missing
+
+
+def load_saved_config(path: str | Path) -> ExperimentConfig:
+    """A config that :func:`save_config` wrote (a run's ``config.yaml``): every field must be
+    there, so a file cut short is refused instead of read as the defaults."""
+    path = Path(path)
+    data = _read_yaml_mapping(path)
+    cfg = config_from_dict(data, source=str(path))
+    missing = _missing_fields(data, cfg.to_dict())
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ConfigError(f"{path}: {shown} missing: the file is incomplete (cut short?)")
+    return cfg
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    with atomic_write(path) as f:
+        f.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

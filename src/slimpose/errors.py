@@ -12,6 +12,11 @@ class DataError(SlimposeError):
         self.source, self.field, self.problem = str(source), field, problem
         super().__init__(f"{source}: {field}: {problem}")
 
+    def __reduce__(self):
+        # DataLoader workers send exceptions to the main process by pickling them, and the
+        # default pickling calls the class with the one formatted message.
+        return (type(self), (self.source, self.field, self.problem))
+
 
 class ConfigError(SlimposeError):
     """A config file or a --set override that cannot be used."""
@@ -19,3 +24,13 @@ class ConfigError(SlimposeError):
 
 class CheckpointError(SlimposeError):
     """A checkpoint that does not fit the model or cannot be read."""
+
+
+class OutputError(SlimposeError):
+    """An output file could not be written (a full disk, no permission); what was there
+    before is unchanged."""
+
+
+class TrainingDiverged(SlimposeError):
+    """The loss, the weights or the predictions left any plausible range; training
+    stopped before writing a checkpoint, so the last good one is kept."""

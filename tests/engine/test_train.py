@@ -12,7 +12,8 @@ from slimpose.cli import main as cli_main
 from slimpose.config import TrainConfig, config_from_dict
 from slimpose.data.synthetic import generate_synthetic_coco
 from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
-from slimpose.engine.train import Trainer, TrainingDiverged, build_optimizer, learning_rate
+from slimpose.engine.train import Trainer, build_optimizer, learning_rate
+from slimpose.errors import TrainingDiverged
 from slimpose.errors import CheckpointError, ConfigError
 from slimpose.models import build_model
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -13,11 +14,36 @@ from slimpose.errors import CheckpointError
 from slimpose.io import atomic_write
 
 
+# The state dicts of weights a checkpoint carries, each with its digest under DIGESTS:
+# torch.load checks no checksum, so without them a flipped bit would load silently.
+WEIGHT_ENTRIES = ("model", "train_weights")
+DIGESTS = "weights_sha256"
+
+
+def weights_digest(weights: dict) -> str:
+    """SHA-256 over a state dict's names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write to a temporary file beside ``path``, then rename: a crash mid-write never
-    leaves a truncated checkpoint where a good one was."""
+    leaves a truncated checkpoint where a good one was. The weights' digests go with them."""
+    digests = {key: weights_digest(state[key]) for key in WEIGHT_ENTRIES if isinstance(state.get(key), dict)}
     with atomic_write(path, "wb") as f:
-        torch.save(state, f)
+        try:
+            torch.save({**state, DIGESTS: digests}, f)
+        except RuntimeError as e:
+            # torch's zip writer reports a failed write (a full disk) as a RuntimeError
+            # chained to the OSError; the OSError is what callers can act on.
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -30,7 +56,17 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path}: cannot be read as a slimpose checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
+    _check_digests(state, path)
     return state
+
+
+def _check_digests(state: dict, path: Path) -> None:
+    """Checkpoints written before digests were stored have none and load as they are."""
+    for key, expected in (state.get(DIGESTS) or {}).items():
+        weights = state.get(key)
+        if not isinstance(weights, dict) or weights_digest(weights) != expected:
+            raise CheckpointError(f"{path}: {key}: the weights do not match the digest stored with them: "
+                                  f"the file is damaged; use another copy")
 
 
 def model_state_from(state: dict) -> dict:

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from slimpose.cli import write_json
-from slimpose.errors import ConfigError
+from slimpose.engine.rundir import resume_command
+from slimpose.errors import ConfigError, OutputError
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,10 +24,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a work dir that already holds one (its checkpoints and logs are removed)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields, e.g. train.lr=5e-4")
-
-
-def resume_command(work_dir: Path) -> str:
-    return f"slimpose train --resume {shlex.quote(str(work_dir))}"
 
 
 def _is_main_process() -> bool:
@@ -49,49 +46,62 @@ def _train_work_dir(args: argparse.Namespace) -> Path:
     return Path("work_dirs") / Path(args.config).stem
 
 
-def _saved_config(work_dir: Path, checkpoint: dict | None):
-    """The run's config: its config.yaml, else the one stored in last.pth, else None."""
-    from slimpose.config import config_from_dict, load_config
+def _saved_config(work_dir: Path, checkpoint: dict | None, check_mirror: bool = True):
+    """The run's config: the one stored in its last.pth, which config.yaml mirrors (unless
+    ``check_mirror`` is off, a config.yaml that is damaged or differs is refused: the user
+    decides which is meant); config.yaml alone before the first epoch was saved; None
+    without either."""
+    from slimpose.config import config_from_dict, load_saved_config
+    from slimpose.engine.rundir import config_differences, describe_differences
 
-    if (work_dir / "config.yaml").is_file():
-        return load_config(work_dir / "config.yaml")
-    if checkpoint and isinstance(checkpoint.get("config"), dict):
-        return config_from_dict(checkpoint["config"], source=f"{work_dir / 'last.pth'} (stored config)")
-    return None
+    path = work_dir / "config.yaml"
+    if checkpoint is None:
+        return load_saved_config(path) if path.is_file() else None
+    if not isinstance(checkpoint.get("config"), dict):
+        raise ConfigError(f"{work_dir / 'last.pth'}: holds no config; it was not written by slimpose train")
+    stored = config_from_dict(checkpoint["config"], source=f"{work_dir / 'last.pth'} (stored config)")
+    if check_mirror and path.exists():
+        keep = (f"apply it with `slimpose train {shlex.quote(str(path))} --resume {shlex.quote(str(work_dir))} "
+                f"--override-saved-config`, or delete it to resume with the config stored in last.pth")
+        try:
+            written = load_saved_config(path)
+        except ConfigError as e:
+            raise ConfigError(f"{e}; {keep}") from None
+        diffs = config_differences(stored.to_dict(), written.to_dict())
+        if diffs:
+            raise ConfigError(f"{path}: differs from the config stored in {work_dir / 'last.pth'} "
+                              f"({describe_differences(diffs)}); {keep}")
+    return stored
 
 
 def _resume_config(args: argparse.Namespace, work_dir: Path, checkpoint: dict | None):
-    """The config a resumed run continues with: the saved one, unless a differing CONFIG
-    or --set is given with --override-saved-config."""
+    """The config a resumed run continues with, and whether it replaces the saved one:
+    the saved one, unless a differing CONFIG or --set is given with --override-saved-config."""
     from slimpose.config import config_from_dict, load_config
-    from slimpose.engine.rundir import config_differences, describe_differences, keep_previous_config
+    from slimpose.engine.rundir import config_differences, describe_differences
 
-    saved = _saved_config(work_dir, checkpoint)
+    # With --override-saved-config the given config replaces config.yaml, whatever it holds.
+    saved = _saved_config(work_dir, checkpoint, check_mirror=not args.override_saved_config)
     if saved is None:
         if not args.config:
             raise ConfigError(f"{work_dir}: no run to resume (no config.yaml or last.pth there)")
         print(f"slimpose: nothing to resume in {work_dir}; starting a new run")
-        return load_config(args.config, args.set)
+        return load_config(args.config, args.set), False
     if args.config:
         given = load_config(args.config, args.set)
     elif args.set:
         given = config_from_dict(saved.to_dict(), args.set, source="--set")
     else:
-        return saved
+        return saved, False
     diffs = config_differences(saved.to_dict(), given.to_dict())
     if not diffs:
-        return saved
+        return saved, False
     if not args.override_saved_config:
         raise ConfigError(f"{work_dir}: the given config differs from the saved run: {describe_differences(diffs)}. "
                           f"Resume as saved with `{resume_command(work_dir)}`, or add --override-saved-config "
                           f"to apply the change")
-    epoch = checkpoint["epoch"] if checkpoint else 0
-    kept = None
-    if _is_main_process() and (work_dir / "config.yaml").is_file():
-        kept = keep_previous_config(work_dir, epoch)
-    print(f"slimpose: --override-saved-config: the resumed run changes {describe_differences(diffs)}"
-          + (f"; the previous config is kept as {kept}" if kept else ""))
-    return given
+    print(f"slimpose: --override-saved-config: the resumed run changes {describe_differences(diffs)}")
+    return given, True
 
 
 def _finished(cfg, checkpoint: dict | None) -> bool:
@@ -103,16 +113,20 @@ def _finished(cfg, checkpoint: dict | None) -> bool:
 def run_train(args: argparse.Namespace) -> int:
     from slimpose.config import load_config
     from slimpose.engine.checkpoint import load_checkpoint
-    from slimpose.engine.rundir import claim_work_dir
+    from slimpose.engine.rundir import locked_work_dir, restore_run_files
     from slimpose.engine.train import train
 
     work_dir = _train_work_dir(args)
     resuming = args.resume is not False
+    replace_config = False
     if resuming:
         last = work_dir / "last.pth"
         checkpoint = load_checkpoint(last) if last.is_file() else None
-        cfg = _resume_config(args, work_dir, checkpoint)
+        cfg, replace_config = _resume_config(args, work_dir, checkpoint)
         if _finished(cfg, checkpoint):
+            if _is_main_process():
+                with locked_work_dir(work_dir):
+                    restore_run_files(work_dir, checkpoint)
             print(f"{work_dir}: the run is finished (epoch {checkpoint['epoch']}/{cfg.train.epochs}); nothing to do. "
                   f"To train longer, resume with --set train.epochs=N --override-saved-config")
             return 0
@@ -120,15 +134,17 @@ def run_train(args: argparse.Namespace) -> int:
         if not args.config:
             raise ConfigError("give an experiment CONFIG, or --resume WORK_DIR to continue a run")
         cfg = load_config(args.config, args.set)
-        if _is_main_process():
-            claim_work_dir(work_dir, args.overwrite, resume_command(work_dir))
     try:
-        summary = train(cfg, work_dir, resume=resuming)
+        summary = train(cfg, work_dir, resume=resuming, overwrite=args.overwrite,
+                        keep_previous_config=replace_config)
     except KeyboardInterrupt:
         last = work_dir / "last.pth"
         kept = f"the last finished epoch is in {last}" if last.is_file() else "no epoch had finished"
         print(f"\nslimpose train: interrupted; {kept}. Continue with:\n  {resume_command(work_dir)}", file=sys.stderr)
         return 130
+    except OSError as e:
+        raise OutputError(f"{e.filename or work_dir}: cannot be written ({e.strerror or e}); continue the run "
+                          f"once that is fixed with: {resume_command(work_dir)}") from None
     if summary.get("best") is not None:
         print(f"best {summary['main_metric']} = {summary['best']:.4f} at epoch {summary['best_epoch']}; "
               f"checkpoints in {work_dir}")

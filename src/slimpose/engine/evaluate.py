@@ -13,6 +13,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from slimpose.codecs import KeypointCodec, predict_keypoints
 from slimpose.engine.distributed import DistInfo, all_gather_objects, broadcast_object
+from slimpose.errors import TrainingDiverged
 
 
 def numpy_forward(model: nn.Module, device: torch.device, amp: bool = False):
@@ -80,7 +81,7 @@ def evaluate(
     loader = make_eval_loader(dataset, batch_size, workers, info)
     kpts, scores, idx = predict(model, loader, codec, flip_index, info.device, amp)
     gathered = all_gather_objects((kpts, scores, idx), info)
-    metrics = None
+    outcome = None
     if info.is_main:
         kpts = np.concatenate([g[0] for g in gathered])
         scores = np.concatenate([g[1] for g in gathered])
@@ -88,9 +89,16 @@ def evaluate(
         # DistributedSampler pads shards by repeating items; keep each instance once.
         idx, first = np.unique(idx, return_index=True)
         kpts, scores = kpts[first], scores[first]
-        if out_dir is not None:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-        metrics = dataset.source.evaluate(kpts, scores, idx, out_dir=Path(out_dir) if out_dir else None)
-        metrics = {k: float(v) for k, v in metrics.items()}
-        metrics["eval_seconds"] = round(time.perf_counter() - start, 2)
-    return broadcast_object(metrics, info)
+        broken = int((~np.isfinite(kpts).all(axis=(1, 2)) | ~np.isfinite(scores).all(axis=1)).sum())
+        if broken:
+            outcome = f"the model predicts non-finite keypoints for {broken} of {len(idx)} persons: its weights diverged"
+        else:
+            if out_dir is not None:
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+            metrics = dataset.source.evaluate(kpts, scores, idx, out_dir=Path(out_dir) if out_dir else None)
+            outcome = {k: float(v) for k, v in metrics.items()}
+            outcome["eval_seconds"] = round(time.perf_counter() - start, 2)
+    outcome = broadcast_object(outcome, info)  # every rank returns, or raises, alike
+    if isinstance(outcome, str):
+        raise TrainingDiverged(outcome)
+    return outcome

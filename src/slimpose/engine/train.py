@@ -3,7 +3,6 @@ process or many (torchrun → DDP), with atomic checkpoints and exact resume."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -33,20 +32,19 @@ from slimpose.engine.checkpoint import (
 )
 from slimpose.engine.distributed import (DistInfo, barrier, broadcast_buffers, init_distributed, reduce_mean,
                                         shutdown_distributed)
+from slimpose.engine.divergence import LossWatch, non_finite_weights
 from slimpose.engine.ema import WeightAverage
 from slimpose.engine.evaluate import evaluate
 from slimpose.engine.progress import EpochReport
 from slimpose.engine.refit import refit_pooled_head, supports_head_refit
-from slimpose.errors import ConfigError, SlimposeError
+from slimpose.engine.rundir import (claim_work_dir, copy_last_checkpoint, keep_previous_config_file, locked_work_dir,
+                                    restore_run_files, resume_command, write_log)
+from slimpose.errors import ConfigError, OutputError, TrainingDiverged
 from slimpose.io import write_json_atomic
 from slimpose.keypoints import get_layout
 from slimpose.losses import KeypointMSELoss
 from slimpose.models import build_model, get_model_entry
 from slimpose.models.repnet import RepVGGBlock
-
-
-class TrainingDiverged(SlimposeError):
-    """The loss became NaN or infinite; training stopped without touching checkpoints."""
 
 
 def learning_rate(tc: TrainConfig, epoch: float, stage: int, iters_done_in_stage: int) -> float:
@@ -241,10 +239,11 @@ class Trainer:
             self.net = torch.compile(self.net)
         self.main_metric = tc.save_metric or (self.val_set.source.main_metric if self.val_set else "")
         self.state = _State()
-        self.log_path = self.work_dir / "log.jsonl"
+        self.records: list[dict] = []  # log.jsonl's lines: one per committed epoch
+        self.loss_watch = LossWatch()
 
     # ---------------------------------------------------------------- checkpoints
-    def _checkpoint(self) -> dict:
+    def _checkpoint(self, improved: list[str], summary: dict | None) -> dict:
         s = self.state
         # "model" is what evaluation and export read: the average when there is one.
         weights = {"model": self.model.state_dict()} if self.ema is None else {
@@ -258,14 +257,44 @@ class Trainer:
             "rng": rng_state(),
             "config": self.cfg.to_dict(),
             "meta": checkpoint_meta(self.cfg, self.output_kind),
+            # What rundir.restore_run_files rebuilds from this checkpoint if the process dies
+            # before the files after it are written: the copies it was also saved as, the log
+            # and, when training ends with it, the summary.
+            "improved": improved,
+            "log": self.records,
+            "summary": summary,
         }
 
-    def _save(self, *names: str) -> None:
+    def _commit(self, improved: list[str], summary: dict | None) -> None:
+        """Save the epoch: ``last.pth`` first (a resume starts from it), then its copies
+        (best.pth, ...) and the log, which a resume restores from it if they are missing."""
         if self.info.is_main:
-            state = self._checkpoint()
-            for name in names:
-                save_checkpoint(state, self.work_dir / name)
+            broken = non_finite_weights(self.model)
+            if broken:
+                s = self.state
+                raise TrainingDiverged(f"weights became non-finite ({', '.join(broken[:3])}) in stage {s.stage} epoch "
+                                       f"{s.epoch}; training stopped and {self._kept_checkpoint()}. Lower train.lr "
+                                       f"or add train.clip_grad")
+            state = self._checkpoint(improved, summary)
+            last = self.work_dir / "last.pth"
+            try:
+                save_checkpoint(state, last)
+            except OSError as e:
+                raise self._write_failed(last, e) from None
+            try:
+                copy_last_checkpoint(self.work_dir, improved)
+                write_log(self.work_dir, self.records)
+            except OSError as e:
+                raise self._write_failed(self.work_dir, e) from None
         barrier(self.info)
+
+    def _write_failed(self, target: Path, error: OSError) -> OutputError:
+        return OutputError(f"{target}: cannot be written ({error.strerror or error}); {self._kept_checkpoint()}. "
+                           f"Make room, then continue with: {resume_command(self.work_dir)}")
+
+    def _kept_checkpoint(self) -> str:
+        last = self.work_dir / "last.pth"
+        return f"the last good checkpoint {last} is intact" if last.exists() else "no checkpoint was written yet"
 
     def resume(self, path: str | Path | None = None) -> bool:
         path = Path(path) if path else self.work_dir / "last.pth"
@@ -282,6 +311,8 @@ class Trainer:
         self.state = _State(ckpt["stage"], ckpt["epoch"], ckpt["best"], ckpt["best_epoch"], ckpt["stage_best"],
                             ckpt["iters_in_stage"])
         set_rng_state(ckpt["rng"])
+        if self.info.is_main:
+            self.records = restore_run_files(self.work_dir, ckpt)
         if self.info.is_main:
             print(f"slimpose: resumed from {path} at stage {self.state.stage} epoch {self.state.epoch}")
         return True
@@ -301,11 +332,6 @@ class Trainer:
             print(f"slimpose: stage {stage} starts from {prev.name} at epoch {self.state.epoch}")
 
     # ---------------------------------------------------------------- loop
-    def _log(self, record: dict) -> None:
-        if self.info.is_main:
-            with self.log_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-
     def _out_of_time(self) -> bool:
         budget = self.cfg.train.max_minutes
         if budget <= 0:  # the same config on every rank, so no collective is needed
@@ -341,13 +367,12 @@ class Trainer:
                 output = self.net(images)
             loss = self.criterion(output.float(), target, weight)
             shown = reduce_mean(loss.detach(), self.info)
-            if not torch.isfinite(shown):
-                last = self.work_dir / "last.pth"
-                kept = f"the last good checkpoint {last} is intact" if last.exists() else "no checkpoint was written yet"
+            problem = self.loss_watch.problem(shown.item())
+            if problem:
                 raise TrainingDiverged(
-                    f"loss became {shown.item()} at stage {s.stage}, epoch {s.epoch + 1}, iteration {i + 1} "
-                    f"(lr {lr:.3g}); training stopped and {kept}. Lower train.lr, add train.clip_grad, "
-                    f"or check the data.")
+                    f"{problem} at stage {s.stage}, epoch {s.epoch + 1}, iteration {i + 1} (lr {lr:.3g}): the run "
+                    f"diverged; training stopped and {self._kept_checkpoint()}. Lower train.lr, add "
+                    f"train.clip_grad, or check the data.")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if tc.clip_grad > 0:
@@ -359,7 +384,7 @@ class Trainer:
                 self.ema.step(self.model)
             s.iters_in_stage += 1
             done += 1
-            loss_sum += shown.item()
+            loss_sum += float(shown)
             seen += images.shape[0] * self.info.world_size
             if (i + 1) % max(tc.log_interval, 1) == 0 or i + 1 == n_iters:
                 bar.set_postfix(loss=f"{loss_sum / (i + 1):.3g}", lr=f"{lr:.2e}",
@@ -394,15 +419,21 @@ class Trainer:
                         batch_size=self.cfg.data.val_batch_size, workers=self.cfg.data.workers, info=self.info,
                         out_dir=out_dir, amp=self.amp)
 
-    def fit(self) -> dict:
+    def fit(self, keep_previous_config: bool = False) -> dict:
+        """Train to the end of the schedule (or of ``train.max_minutes``). With
+        ``keep_previous_config`` (a resume with a changed config) the run's config.yaml is
+        kept beside the new one, which replaces it only now that the run could be built."""
         tc, s = self.cfg.train, self.state
         if self.info.is_main:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            if keep_previous_config and (self.work_dir / "config.yaml").is_file():
+                kept = keep_previous_config_file(self.work_dir, s.epoch)
+                print(f"slimpose: the previous config is kept as {kept}")
             save_config(self.cfg, self.work_dir / "config.yaml")
-        last_metrics: dict = {}
         self._fit_start = time.perf_counter()
         report = EpochReport(tc, self.main_metric)
         stopped = False
+        summary = self._summary(stopped)
         while s.stage < tc.stages and not stopped:
             if s.epoch >= tc.epochs:  # this stage finished before a resume
                 if s.stage + 1 >= tc.stages:
@@ -423,38 +454,54 @@ class Trainer:
                 if tc.head_refit_crops > 0:
                     record["head_refit"] = self.refit_head()
             due = stage_end or stopped or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
-            names = ["last.pth"]
+            improved = []
             if self.val_set is not None and due:
                 with self.ema.applied(self.model) if self.ema is not None else nullcontext():
                     metrics = self.validate(self.work_dir / "val_predictions")
                 record.update({f"val/{k}": v for k, v in metrics.items()})
-                last_metrics = metrics
                 value = metrics.get(self.main_metric, -math.inf)
                 if value > s.stage_best:
                     s.stage_best = value
                     if tc.stages > 1:
-                        names.append(f"stage{s.stage}_best.pth")
+                        improved.append(f"stage{s.stage}_best.pth")
                 if value > s.best:
                     s.best, s.best_epoch = value, s.epoch
-                    names.append("best.pth")
-            self._save(*names)
-            self._log(record)
+                    improved.append("best.pth")
+            self.records.append(record)
+            ends = stopped or (stage_end and s.stage + 1 >= tc.stages)
+            summary = self._summary(stopped)
+            self._commit(improved, summary if ends else None)
             if self.info.is_main:
                 print(report.line(record, s.stage, s.epoch), flush=True)
-        summary = {"best": s.best if s.best > -math.inf else None, "best_epoch": s.best_epoch,
-                   "stopped_by_time_budget": stopped, "minutes": round((time.perf_counter() - self._fit_start) / 60, 2),
-                   "main_metric": self.main_metric, "metrics": last_metrics, "work_dir": str(self.work_dir)}
         if self.info.is_main:
             write_json_atomic(self.work_dir / "summary.json", summary)
         return summary
 
+    def _summary(self, stopped: bool) -> dict:
+        s = self.state
+        validated = [r for r in self.records if any(k.startswith("val/") for k in r)]
+        metrics = {k[len("val/"):]: v for k, v in validated[-1].items() if k.startswith("val/")} if validated else {}
+        return {"best": s.best if s.best > -math.inf else None, "best_epoch": s.best_epoch,
+                "stopped_by_time_budget": stopped, "minutes": round((time.perf_counter() - self._fit_start) / 60, 2),
+                "main_metric": self.main_metric, "metrics": metrics, "work_dir": str(self.work_dir)}
 
-def train(cfg: ExperimentConfig, work_dir: str | Path, resume: bool = False) -> dict:
+
+def train(cfg: ExperimentConfig, work_dir: str | Path, resume: bool = False, overwrite: bool = False,
+          keep_previous_config: bool = False) -> dict:
+    """Train ``cfg`` into ``work_dir`` (rank 0 holds the folder's lock throughout): a new
+    run refuses a folder holding another unless ``overwrite``; ``resume`` continues the
+    run there from its last.pth."""
     info = init_distributed()
+    work_dir = Path(work_dir)
     try:
-        trainer = Trainer(cfg, work_dir, info)
-        if resume and not trainer.resume() and info.is_main:
-            print(f"slimpose: --resume given but {Path(work_dir) / 'last.pth'} does not exist; starting fresh")
-        return trainer.fit()
+        with locked_work_dir(work_dir) if info.is_main else nullcontext():
+            if info.is_main:
+                if not resume:
+                    claim_work_dir(work_dir, overwrite, resume_command(work_dir))
+            barrier(info)
+            trainer = Trainer(cfg, work_dir, info)
+            if resume and not trainer.resume() and info.is_main:
+                print(f"slimpose: --resume given but {work_dir / 'last.pth'} does not exist; starting fresh")
+            return trainer.fit(keep_previous_config)
     finally:
         shutdown_distributed(info)
