@@ -79,6 +79,14 @@ class DataSource:
         write_json_atomic(out_dir / "predictions.json", entries, indent=None)
 
 
+def non_finite_joints(joints: np.ndarray) -> np.ndarray:
+    """Joints (..., K, 3) as x, y, flag that claim a label (flag not 0) but hold NaN or
+    infinity, as a (..., K) bool. JSON and .mat readers accept such values; compared with
+    them, every distance is NaN (and COCOeval counts a NaN OKS as a match)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    return (joints[..., 2] != 0) & ~np.isfinite(joints).all(axis=-1)
+
+
 def read_mat(path: str | Path, field_name: str) -> dict:
     """A MATLAB file's variables, or a DataError naming the file and the config field."""
     import scipy.io
