@@ -113,9 +113,6 @@ class LspSource(DataSource):
                 center=centers[i].astype(np.float32), scale=scales[i].astype(np.float32), keypoints=kpts[i],
                 visible=labelled[i].astype(np.float32), area=float(max(wh[i, 0], 1) * max(wh[i, 1], 1)),
                 box_score=1.0, instance_id=number, extra=extra))
-        for key in ("joints_nonpositive", "too_few_joints", "zero_area_box"):
-            if not self.skipped.get(key):
-                self.skipped.pop(key, None)
 
     def evaluate(self, keypoints, scores, indices, out_dir: Path | None = None) -> dict[str, float]:
         """PCK@0.2 normalised by the torso (left shoulder to right hip), labelled joints only."""

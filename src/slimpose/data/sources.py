@@ -47,7 +47,9 @@ class DataSource:
 
     # helpers for subclasses -------------------------------------------------------
     def _skip(self, reason: str, n: int = 1) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + n
+        """Count ``n`` things skipped for ``reason`` (nothing is recorded for 0)."""
+        if n:
+            self.skipped[reason] = self.skipped.get(reason, 0) + n
 
     def _check_eval_inputs(self, keypoints, scores, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keypoints = np.asarray(keypoints, dtype=np.float64)
