@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -48,12 +49,21 @@ def _coco(tmp_path: Path, annotations, images=None, write_images=True) -> tuple[
         for im in images:
             _write_image(img_dir / im["file_name"])
     ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1}]}))
+    ann.write_text(json.dumps({"images": images, "annotations": annotations,
+                               "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17.names)}]}))
     return ann, img_dir
 
 
 def _coco_source(ann, img_dir, train=True, **kw):
     return CocoSource(ann, img_dir, COCO17, 0.75, train=train, **kw)
+
+
+def _data_error(fn, *args, **kwargs) -> DataError:
+    """The DataError that ``fn`` raises: any other exception reaches the user as a traceback."""
+    with pytest.raises(Exception) as info:
+        fn(*args, **kwargs)
+    assert isinstance(info.value, DataError), f"a traceback, not one line: {info.value!r}"
+    return info.value
 
 
 # ----------------------------------------------------------------------------- COCO
@@ -156,15 +166,67 @@ def test_coco_image_size_is_optional(tmp_path):
         (lambda a: a.pop("bbox"), r"annotations\[0\]\.bbox"),
         (lambda a: a.update(bbox=[1, 2, 3]), r"annotations\[0\]\.bbox"),
         (lambda a: a.update(image_id=99), r"annotations\[0\]\.image_id"),
+        (lambda a: a.update(image_id="1"), r"annotations\[0\]\.image_id: expected an integer id"),
+        (lambda a: a.update(image_id=[1]), r"annotations\[0\]\.image_id: expected an integer id"),
+        (lambda a: a.update(area="big"), r"annotations\[0\]\.area: expected a finite number"),
     ],
 )
 def test_coco_malformed_annotations_name_file_and_field(tmp_path, mutate, field):
     a = _ann(1)
     mutate(a)
     ann, img_dir = _coco(tmp_path, [a])
-    with pytest.raises(DataError, match=field) as e:
-        _coco_source(ann, img_dir)
-    assert str(ann) in str(e.value)
+    err = _data_error(_coco_source, ann, img_dir)
+    assert re.search(field, str(err)) and str(ann) in str(err)
+
+
+def test_coco_image_id_in_images_not_an_integer(tmp_path):
+    ann, img_dir = _coco(tmp_path, [_ann(1)], images=[{"id": [1], "file_name": "a.jpg"}])
+    assert re.search(r"images\[0\]\.id: expected an integer id", str(_data_error(_coco_source, ann, img_dir)))
+
+
+def test_coco_non_finite_joints_and_boxes_are_counted_and_never_scored(tmp_path):
+    """JSON readers accept NaN: a labelled NaN joint is unlabelled, a NaN box skipped, both
+    counted, and the ground truth that evaluate scores against agrees (COCOeval counts a
+    NaN OKS as a match, however far off the prediction)."""
+    nan, inf = float("nan"), float("inf")
+    anns = [_ann(1), _ann(2, image_id=2), _ann(3, image_id=2)]
+    anns[1]["keypoints"][0:6] = [nan, 15, 2, 13, inf, 2]  # joints 0 and 1
+    anns[1]["keypoints"][30:33] = [nan, nan, 0]  # not labelled: NaN or not, nothing to count
+    anns[2]["bbox"][2] = nan
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48} for i in (1, 2)]
+    ann, img_dir = _coco(tmp_path, anns, images=images)
+    src = _coco_source(ann, img_dir, train=False)
+    assert src.skipped == {"non_finite_joints": 2, "non_finite_box": 1}
+    assert "non_finite_box: 1, non_finite_joints: 2" in src.summary()
+    assert [i.instance_id for i in src.instances] == [1, 2]
+    second = src.instances[1]
+    np.testing.assert_array_equal(second.visible[:5], [0, 0, 1, 1, 1])
+    assert np.isfinite(second.keypoints).all() and np.isfinite(second.center).all()
+    exact = np.stack([i.keypoints for i in src.instances])
+    scores = np.full(exact.shape[:2], 0.9)
+    assert src.evaluate(exact, scores, np.arange(2))["AP"] == pytest.approx(1.0)
+    assert src.evaluate(exact + 40.0, scores, np.arange(2))["AP"] == pytest.approx(0.0)
+    src.truncate(1)  # a quick run is scored on the images it covers
+    assert src.evaluate(exact[:1], scores[:1], np.arange(1))["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"image_id": [1]}, r"\[1\]\.image_id: expected an integer id"),
+        ({"score": float("nan")}, r"\[1\]\.score: expected a finite number, got nan"),
+        ({"score": "high"}, r"\[1\]\.score: expected a finite number, got 'high'"),
+        ({"bbox": [10, 10, float("nan"), 20]}, r"\[1\]\.bbox: expected \[x, y, w, h\] finite numbers"),
+    ],
+    ids=["list_image_id", "nan_score", "string_score", "nan_box"],
+)
+def test_coco_detection_file_entries_name_file_entry_and_field(tmp_path, change, field):
+    ann, img_dir = _coco(tmp_path, [_ann(1)])
+    good = {"image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9}
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps([good, {**good, **change}]))
+    err = _data_error(_coco_source, ann, img_dir, train=False, det_file=det_file)
+    assert re.search(rf"dets\.json: {field}", str(err)), str(err)
 
 
 def test_coco_malformed_files(tmp_path):
@@ -367,3 +429,4 @@ def test_read_image_refuses_truncated_jpegs_folders_and_empty_files(tmp_path, ca
     with pytest.raises(DataError, match=r"gone\.jpg: image: image file not found"):
         read_image(tmp_path / "gone.jpg")
     assert "WARN" not in capfd.readouterr().err  # OpenCV's own lines are not shown
+
