@@ -334,6 +334,44 @@ def test_lsp_malformed(tmp_path):
         LspSource(empty, root / "images", LSP14, 0.75)
 
 
+def test_lsp_non_finite_joints_are_unlabelled_and_counted(tmp_path):
+    root = _lsp_original(tmp_path)
+    original = scipy.io.loadmat(str(root / "joints.mat"))["joints"]
+    joints = original.copy()
+    joints[0, 3, 0] = np.nan  # LSP: every joint claims a label, whatever its flag
+    joints[2, 4, 0] = np.nan
+    scipy.io.savemat(str(root / "joints.mat"), {"joints": joints})
+    src = LspSource(root / "joints.mat", None, LSP14, 0.75)
+    assert src.skipped == {"non_finite_joints": 2}
+    np.testing.assert_array_equal(src.instances[0].visible[2:6], [1, 0, 0, 1])
+    assert np.isfinite(src.instances[0].keypoints).all()
+    lspet = np.ascontiguousarray(original.transpose(1, 0, 2))  # (14, 3, N), third column 1 = labelled
+    lspet[:, 2, :] = 1.0
+    lspet[3, 0, 1] = np.inf
+    lspet[6, :, 1] = [np.nan, np.nan, 0.0]  # not labelled: nothing to count
+    scipy.io.savemat(str(tmp_path / "lspet.mat"), {"joints": lspet})
+    src = LspSource(tmp_path / "lspet.mat", root / "images", LSP14, 0.75)
+    # image 2's right ankle at (-1, -1) is the one non-positive joint
+    assert src.variant == "lspet" and src.skipped == {"non_finite_joints": 1, "joints_nonpositive": 1}
+    np.testing.assert_array_equal(src.instances[1].visible[[0, 3, 6]], [0, 0, 0])
+    assert np.isfinite(src.instances[1].keypoints).all()
+
+
+def _cell_array() -> np.ndarray:
+    cells = np.empty((1, 2), dtype=object)
+    cells[0, 0], cells[0, 1] = np.zeros((14, 3)), np.zeros(5)
+    return cells
+
+
+@pytest.mark.parametrize("joints, kind", [("abc", "text"), (_cell_array(), "a cell array")], ids=["text", "cell"])
+def test_lsp_joints_not_a_numeric_array(tmp_path, joints, kind):
+    root = _lsp_original(tmp_path)
+    bad = tmp_path / "bad.mat"
+    scipy.io.savemat(str(bad), {"joints": joints})
+    err = _data_error(LspSource, bad, root / "images", LSP14, 0.75)
+    assert f"bad.mat: joints: expected a numeric array, got {kind}" in str(err)
+
+
 # ----------------------------------------------------------------------------- MPII
 def _mpii(tmp_path: Path, n: int = 3):
     rng = np.random.default_rng(0)
@@ -402,6 +440,20 @@ def test_mpii_malformed(tmp_path):
     ann.write_text(json.dumps(entries[:2]))
     with pytest.raises(DataError, match="headboxes_src.*3 head boxes for 2 entries"):
         MpiiSource(ann, tmp_path / "images", MPII16, 1.0, headbox_file=mat)
+
+
+def test_mpii_non_finite_boxes_are_skipped_and_joints_unlabelled(tmp_path):
+    ann, mat, entries = _mpii(tmp_path, n=4)
+    entries[0]["center"] = [float("nan"), 80.0]
+    entries[1]["scale"] = float("nan")
+    entries[2]["joints"][5] = [float("nan"), 50.0]  # labelled in joints_vis
+    ann.write_text(json.dumps(entries))
+    src = MpiiSource(ann, tmp_path / "images", MPII16, 1.0, headbox_file=mat)
+    assert src.skipped == {"non_finite_box": 2, "non_finite_joints": 1}
+    assert [i.instance_id for i in src.instances] == [2, 3]
+    assert src.instances[0].visible[5] == 0 and np.isfinite(src.instances[0].keypoints).all()
+    gt = np.stack([i.keypoints for i in src.instances]).astype(np.float64)
+    assert src.evaluate(gt, np.ones((2, 16)), np.arange(2))["PCKh"] == pytest.approx(1.0)
 
 
 def test_read_image_refuses_truncated_jpegs_folders_and_empty_files(tmp_path, capfd):
