@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -15,7 +19,7 @@ from slimpose.config import DatasetConfig
 from slimpose.data.coco import CocoSource
 from slimpose.data.lsp import LspSource
 from slimpose.data.mpii import MpiiSource
-from slimpose.data.sources import build_source
+from slimpose.data.sources import build_source, read_image
 from slimpose.errors import DataError
 from slimpose.keypoints import COCO17, LSP14, MPII16
 
@@ -482,3 +486,57 @@ def test_read_image_refuses_truncated_jpegs_folders_and_empty_files(tmp_path, ca
         read_image(tmp_path / "gone.jpg")
     assert "WARN" not in capfd.readouterr().err  # OpenCV's own lines are not shown
 
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A small PNG whose header (IHDR, with a valid checksum) declares width x height."""
+    data = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    ihdr = b"IHDR" + struct.pack(">II", width, height) + data[24:29]
+    return data[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    data = cv2.imencode(".jpg", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    sof = data.index(b"\xff\xc0")  # baseline start of frame: length, precision, height, width
+    return data[:sof + 5] + struct.pack(">HH", height, width) + data[sof + 9:]
+
+
+def _jpeg_cut_behind_a_fake_end_marker() -> bytes:
+    image = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    return data[: len(data) // 2] + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("name, data", [("huge.png", _png_declaring(50000, 50000)),
+                                        ("huge.jpg", _jpeg_declaring(50000, 50000)),
+                                        ("tall.png", _png_declaring(20, 30000))], ids=["png", "jpeg", "one_side"])
+def test_read_image_refuses_what_declares_too_many_pixels(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    err = _data_error(read_image, path)
+    assert f"{name}: image: declares " in str(err)
+
+
+def test_read_image_refuses_a_jpeg_cut_behind_a_fake_end_marker(tmp_path, capfd):
+    data = _jpeg_cut_behind_a_fake_end_marker()
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None  # OpenCV alone: grey rows
+    capfd.readouterr()
+    path = tmp_path / "fake_end.jpg"
+    path.write_bytes(data)
+    err = _data_error(read_image, path)
+    assert "fake_end.jpg: image: damaged JPEG data (Corrupt JPEG data: premature end of data segment)" in str(err)
+    assert capfd.readouterr().err == ""  # libjpeg's warning, which names no file, is not shown
+
+
+@pytest.mark.parametrize("data", [_png_declaring(50000, 50000), _jpeg_cut_behind_a_fake_end_marker()],
+                         ids=["huge_png", "fake_end_jpeg"])
+def test_data_show_names_the_bad_image_in_one_line(tmp_path, data):
+    ann, img_dir = _coco(tmp_path, [_ann(1)], images=[{"id": 1, "file_name": "a.jpg"}], write_images=False)
+    img_dir.mkdir()
+    (img_dir / "a.jpg").write_bytes(data)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"data": {"train": {"type": "coco", "ann_file": str(ann), "img_dir": str(img_dir)}}}))
+    proc = subprocess.run([sys.executable, "-m", "slimpose", "data", "show", str(config), "--num", "1",
+                           "--out", str(tmp_path / "show.png")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{img_dir / 'a.jpg'}: image: " in lines[0], proc.stderr
