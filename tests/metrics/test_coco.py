@@ -375,29 +375,47 @@ def test_eval_results_image_id_not_an_integer_is_one_line(tmp_path, image_id, la
     assert "entry 0: expected an integer id" in proc.stderr
 
 
-def test_eval_accepts_what_real_exports_contain(tmp_path):
-    """0-based image and annotation ids (COCOeval takes a match with annotation id 0 for no
-    match), no num_keypoints, area or iscrowd: derived, and scored like the full form."""
-    persons = [_person(ann_id=0, image_id=0), _person(ann_id=1, image_id=1)]
+def _eval_cli_ap(tmp_path, ann, results) -> float:
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run([sys.executable, "-m", "slimpose", "eval", "--ann", str(ann), "--results", str(results),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())["AP"]
+
+
+def _perfect_results(tmp_path, image_ids, name="perfect.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps([json.loads(_results_file(tmp_path, image_id=i).read_text())[0] for i in image_ids]))
+    return path
+
+
+def test_eval_scores_zero_based_ids(tmp_path):
+    """COCOeval takes a match with annotation id 0 for no match: perfect results scored AP 0."""
+    ann = _ground_truth_file(tmp_path, [_person(ann_id=0, image_id=0), _person(ann_id=1, image_id=1)],
+                             image_ids=(0, 1))
+    assert _eval_cli_ap(tmp_path, ann, _perfect_results(tmp_path, (0, 1))) == pytest.approx(1.0)
+    far = _results_file(tmp_path, image_id=0, dx=200.0, name="far.json")
+    assert _eval_cli_ap(tmp_path, ann, far) == pytest.approx(0.0)
+
+
+def test_eval_derives_what_real_exports_leave_out(tmp_path):
+    """No num_keypoints, area or iscrowd (pycocotools raised KeyError); an image id written
+    from a float array (1.0) is image 1."""
+    persons = [_person(ann_id=1, image_id=1), _person(ann_id=2, image_id=2)]
     for p in persons:
         for key in ("num_keypoints", "area", "iscrowd"):
             del p[key]
-    ann = _ground_truth_file(tmp_path, persons, image_ids=(0, 1))
-    # 1.0: an id written from a float array
-    perfect = [json.loads(_results_file(tmp_path, image_id=i).read_text())[0] for i in (0, 1.0)]
-    (tmp_path / "perfect.json").write_text(json.dumps(perfect))
-    assert evaluate_results_file(ann, tmp_path / "perfect.json")["AP"] == pytest.approx(1.0)
-    far = _results_file(tmp_path, image_id=0, dx=200.0, name="far.json")
-    assert evaluate_results_file(ann, far)["AP"] == pytest.approx(0.0)
+    ann = _ground_truth_file(tmp_path, persons, image_ids=(1, 2))
+    assert _eval_cli_ap(tmp_path, ann, _perfect_results(tmp_path, (1.0, 2))) == pytest.approx(1.0)
 
 
 def test_eval_scores_every_person_of_duplicate_annotation_ids(tmp_path):
     """pycocotools indexes annotations by id: two persons with one id were scored as one, twice."""
     persons = [_person(ann_id=7), _person(ann_id=7, dx=100.0)]
     ann = _ground_truth_file(tmp_path, persons)
-    both = [json.loads(_results_file(tmp_path, dx=dx).read_text())[0] for dx in (0.0, 100.0)]
-    (tmp_path / "both.json").write_text(json.dumps(both))
-    assert evaluate_results_file(ann, tmp_path / "both.json")["AP"] == pytest.approx(1.0)
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps([json.loads(_results_file(tmp_path, dx=dx).read_text())[0] for dx in (0.0, 100.0)]))
+    assert _eval_cli_ap(tmp_path, ann, both) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("value", [NAN, INF, "a"], ids=["nan", "inf", "text"])
