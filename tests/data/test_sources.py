@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -14,7 +19,7 @@ from slimpose.config import DatasetConfig
 from slimpose.data.coco import CocoSource
 from slimpose.data.lsp import LspSource
 from slimpose.data.mpii import MpiiSource
-from slimpose.data.sources import build_source
+from slimpose.data.sources import build_source, read_image
 from slimpose.errors import DataError
 from slimpose.keypoints import COCO17, LSP14, MPII16
 
@@ -48,12 +53,21 @@ def _coco(tmp_path: Path, annotations, images=None, write_images=True) -> tuple[
         for im in images:
             _write_image(img_dir / im["file_name"])
     ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1}]}))
+    ann.write_text(json.dumps({"images": images, "annotations": annotations,
+                               "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17.names)}]}))
     return ann, img_dir
 
 
 def _coco_source(ann, img_dir, train=True, **kw):
     return CocoSource(ann, img_dir, COCO17, 0.75, train=train, **kw)
+
+
+def _data_error(fn, *args, **kwargs) -> DataError:
+    """The DataError that ``fn`` raises: any other exception reaches the user as a traceback."""
+    with pytest.raises(Exception) as info:
+        fn(*args, **kwargs)
+    assert isinstance(info.value, DataError), f"a traceback, not one line: {info.value!r}"
+    return info.value
 
 
 # ----------------------------------------------------------------------------- COCO
@@ -156,15 +170,67 @@ def test_coco_image_size_is_optional(tmp_path):
         (lambda a: a.pop("bbox"), r"annotations\[0\]\.bbox"),
         (lambda a: a.update(bbox=[1, 2, 3]), r"annotations\[0\]\.bbox"),
         (lambda a: a.update(image_id=99), r"annotations\[0\]\.image_id"),
+        (lambda a: a.update(image_id="1"), r"annotations\[0\]\.image_id: expected an integer id"),
+        (lambda a: a.update(image_id=[1]), r"annotations\[0\]\.image_id: expected an integer id"),
+        (lambda a: a.update(area="big"), r"annotations\[0\]\.area: expected a finite number"),
     ],
 )
 def test_coco_malformed_annotations_name_file_and_field(tmp_path, mutate, field):
     a = _ann(1)
     mutate(a)
     ann, img_dir = _coco(tmp_path, [a])
-    with pytest.raises(DataError, match=field) as e:
-        _coco_source(ann, img_dir)
-    assert str(ann) in str(e.value)
+    err = _data_error(_coco_source, ann, img_dir)
+    assert re.search(field, str(err)) and str(ann) in str(err)
+
+
+def test_coco_image_id_in_images_not_an_integer(tmp_path):
+    ann, img_dir = _coco(tmp_path, [_ann(1)], images=[{"id": [1], "file_name": "a.jpg"}])
+    assert re.search(r"images\[0\]\.id: expected an integer id", str(_data_error(_coco_source, ann, img_dir)))
+
+
+def test_coco_non_finite_joints_and_boxes_are_counted_and_never_scored(tmp_path):
+    """JSON readers accept NaN: a labelled NaN joint is unlabelled, a NaN box skipped, both
+    counted, and the ground truth that evaluate scores against agrees (COCOeval counts a
+    NaN OKS as a match, however far off the prediction)."""
+    nan, inf = float("nan"), float("inf")
+    anns = [_ann(1), _ann(2, image_id=2), _ann(3, image_id=2)]
+    anns[1]["keypoints"][0:6] = [nan, 15, 2, 13, inf, 2]  # joints 0 and 1
+    anns[1]["keypoints"][30:33] = [nan, nan, 0]  # not labelled: NaN or not, nothing to count
+    anns[2]["bbox"][2] = nan
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48} for i in (1, 2)]
+    ann, img_dir = _coco(tmp_path, anns, images=images)
+    src = _coco_source(ann, img_dir, train=False)
+    assert src.skipped == {"non_finite_joints": 2, "non_finite_box": 1}
+    assert "non_finite_box: 1, non_finite_joints: 2" in src.summary()
+    assert [i.instance_id for i in src.instances] == [1, 2]
+    second = src.instances[1]
+    np.testing.assert_array_equal(second.visible[:5], [0, 0, 1, 1, 1])
+    assert np.isfinite(second.keypoints).all() and np.isfinite(second.center).all()
+    exact = np.stack([i.keypoints for i in src.instances])
+    scores = np.full(exact.shape[:2], 0.9)
+    assert src.evaluate(exact, scores, np.arange(2))["AP"] == pytest.approx(1.0)
+    assert src.evaluate(exact + 40.0, scores, np.arange(2))["AP"] == pytest.approx(0.0)
+    src.truncate(1)  # a quick run is scored on the images it covers
+    assert src.evaluate(exact[:1], scores[:1], np.arange(1))["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"image_id": [1]}, r"\[1\]\.image_id: expected an integer id"),
+        ({"score": float("nan")}, r"\[1\]\.score: expected a finite number, got nan"),
+        ({"score": "high"}, r"\[1\]\.score: expected a finite number, got 'high'"),
+        ({"bbox": [10, 10, float("nan"), 20]}, r"\[1\]\.bbox: expected \[x, y, w, h\] finite numbers"),
+    ],
+    ids=["list_image_id", "nan_score", "string_score", "nan_box"],
+)
+def test_coco_detection_file_entries_name_file_entry_and_field(tmp_path, change, field):
+    ann, img_dir = _coco(tmp_path, [_ann(1)])
+    good = {"image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9}
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps([good, {**good, **change}]))
+    err = _data_error(_coco_source, ann, img_dir, train=False, det_file=det_file)
+    assert re.search(rf"dets\.json: {field}", str(err)), str(err)
 
 
 def test_coco_malformed_files(tmp_path):
@@ -272,6 +338,44 @@ def test_lsp_malformed(tmp_path):
         LspSource(empty, root / "images", LSP14, 0.75)
 
 
+def test_lsp_non_finite_joints_are_unlabelled_and_counted(tmp_path):
+    root = _lsp_original(tmp_path)
+    original = scipy.io.loadmat(str(root / "joints.mat"))["joints"]
+    joints = original.copy()
+    joints[0, 3, 0] = np.nan  # LSP: every joint claims a label, whatever its flag
+    joints[2, 4, 0] = np.nan
+    scipy.io.savemat(str(root / "joints.mat"), {"joints": joints})
+    src = LspSource(root / "joints.mat", None, LSP14, 0.75)
+    assert src.skipped == {"non_finite_joints": 2}
+    np.testing.assert_array_equal(src.instances[0].visible[2:6], [1, 0, 0, 1])
+    assert np.isfinite(src.instances[0].keypoints).all()
+    lspet = np.ascontiguousarray(original.transpose(1, 0, 2))  # (14, 3, N), third column 1 = labelled
+    lspet[:, 2, :] = 1.0
+    lspet[3, 0, 1] = np.inf
+    lspet[6, :, 1] = [np.nan, np.nan, 0.0]  # not labelled: nothing to count
+    scipy.io.savemat(str(tmp_path / "lspet.mat"), {"joints": lspet})
+    src = LspSource(tmp_path / "lspet.mat", root / "images", LSP14, 0.75)
+    # image 2's right ankle at (-1, -1) is the one non-positive joint
+    assert src.variant == "lspet" and src.skipped == {"non_finite_joints": 1, "joints_nonpositive": 1}
+    np.testing.assert_array_equal(src.instances[1].visible[[0, 3, 6]], [0, 0, 0])
+    assert np.isfinite(src.instances[1].keypoints).all()
+
+
+def _cell_array() -> np.ndarray:
+    cells = np.empty((1, 2), dtype=object)
+    cells[0, 0], cells[0, 1] = np.zeros((14, 3)), np.zeros(5)
+    return cells
+
+
+@pytest.mark.parametrize("joints, kind", [("abc", "text"), (_cell_array(), "a cell array")], ids=["text", "cell"])
+def test_lsp_joints_not_a_numeric_array(tmp_path, joints, kind):
+    root = _lsp_original(tmp_path)
+    bad = tmp_path / "bad.mat"
+    scipy.io.savemat(str(bad), {"joints": joints})
+    err = _data_error(LspSource, bad, root / "images", LSP14, 0.75)
+    assert f"bad.mat: joints: expected a numeric array, got {kind}" in str(err)
+
+
 # ----------------------------------------------------------------------------- MPII
 def _mpii(tmp_path: Path, n: int = 3):
     rng = np.random.default_rng(0)
@@ -342,6 +446,20 @@ def test_mpii_malformed(tmp_path):
         MpiiSource(ann, tmp_path / "images", MPII16, 1.0, headbox_file=mat)
 
 
+def test_mpii_non_finite_boxes_are_skipped_and_joints_unlabelled(tmp_path):
+    ann, mat, entries = _mpii(tmp_path, n=4)
+    entries[0]["center"] = [float("nan"), 80.0]
+    entries[1]["scale"] = float("nan")
+    entries[2]["joints"][5] = [float("nan"), 50.0]  # labelled in joints_vis
+    ann.write_text(json.dumps(entries))
+    src = MpiiSource(ann, tmp_path / "images", MPII16, 1.0, headbox_file=mat)
+    assert src.skipped == {"non_finite_box": 2, "non_finite_joints": 1}
+    assert [i.instance_id for i in src.instances] == [2, 3]
+    assert src.instances[0].visible[5] == 0 and np.isfinite(src.instances[0].keypoints).all()
+    gt = np.stack([i.keypoints for i in src.instances]).astype(np.float64)
+    assert src.evaluate(gt, np.ones((2, 16)), np.arange(2))["PCKh"] == pytest.approx(1.0)
+
+
 def test_read_image_refuses_truncated_jpegs_folders_and_empty_files(tmp_path, capfd):
     from slimpose.data.sources import read_image
 
@@ -367,3 +485,58 @@ def test_read_image_refuses_truncated_jpegs_folders_and_empty_files(tmp_path, ca
     with pytest.raises(DataError, match=r"gone\.jpg: image: image file not found"):
         read_image(tmp_path / "gone.jpg")
     assert "WARN" not in capfd.readouterr().err  # OpenCV's own lines are not shown
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A small PNG whose header (IHDR, with a valid checksum) declares width x height."""
+    data = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    ihdr = b"IHDR" + struct.pack(">II", width, height) + data[24:29]
+    return data[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    data = cv2.imencode(".jpg", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    sof = data.index(b"\xff\xc0")  # baseline start of frame: length, precision, height, width
+    return data[:sof + 5] + struct.pack(">HH", height, width) + data[sof + 9:]
+
+
+def _jpeg_cut_behind_a_fake_end_marker() -> bytes:
+    image = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    return data[: len(data) // 2] + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("name, data", [("huge.png", _png_declaring(50000, 50000)),
+                                        ("huge.jpg", _jpeg_declaring(50000, 50000)),
+                                        ("tall.png", _png_declaring(20, 30000))], ids=["png", "jpeg", "one_side"])
+def test_read_image_refuses_what_declares_too_many_pixels(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    err = _data_error(read_image, path)
+    assert f"{name}: image: declares " in str(err)
+
+
+def test_read_image_refuses_a_jpeg_cut_behind_a_fake_end_marker(tmp_path, capfd):
+    data = _jpeg_cut_behind_a_fake_end_marker()
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None  # OpenCV alone: grey rows
+    capfd.readouterr()
+    path = tmp_path / "fake_end.jpg"
+    path.write_bytes(data)
+    err = _data_error(read_image, path)
+    assert "fake_end.jpg: image: damaged JPEG data (Corrupt JPEG data: premature end of data segment)" in str(err)
+    assert capfd.readouterr().err == ""  # libjpeg's warning, which names no file, is not shown
+
+
+@pytest.mark.parametrize("data", [_png_declaring(50000, 50000), _jpeg_cut_behind_a_fake_end_marker()],
+                         ids=["huge_png", "fake_end_jpeg"])
+def test_data_show_names_the_bad_image_in_one_line(tmp_path, data):
+    ann, img_dir = _coco(tmp_path, [_ann(1)], images=[{"id": 1, "file_name": "a.jpg"}], write_images=False)
+    img_dir.mkdir()
+    (img_dir / "a.jpg").write_bytes(data)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"data": {"train": {"type": "coco", "ann_file": str(ann), "img_dir": str(img_dir)}}}))
+    proc = subprocess.run([sys.executable, "-m", "slimpose", "data", "show", str(config), "--num", "1",
+                           "--out", str(tmp_path / "show.png")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{img_dir / 'a.jpg'}: image: " in lines[0], proc.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +273,159 @@ def test_results_of_another_layout_are_scored_on_the_shared_joints(tmp_path):
         off_face.append({**r, "keypoints": kp.reshape(-1).tolist()})
     path.write_text(json.dumps(off_face))
     assert evaluate_results_file(VAL_ANN, path, layout="lsp")["AP"] < 1.0
+
+
+# --------------------------------------------------------------------------- annotation files given to eval --ann
+
+
+def _person(ann_id=1, image_id=1, dx=0.0):
+    """A person annotation with all 17 joints labelled, moved dx pixels along x."""
+    kp = [[100.0 + 3 * j + dx, 50.0 + 10 * j, 2] for j in range(17)]
+    return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "bbox": [90 + dx, 40, 80, 200],
+            "area": 8000.0, "num_keypoints": 17, "keypoints": [v for p in kp for v in p]}
+
+
+def _ground_truth_file(tmp_path, annotations, image_ids=(1,), name="ann.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 300, "height": 300} for i in image_ids],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17.names), "skeleton": []}]}))
+    return path
+
+
+def _results_file(tmp_path, image_id=1, dx=0.0, name="results.json"):
+    """One result: _person(dx=dx)'s joints."""
+    kp = [[100.0 + 3 * j + dx, 50.0 + 10 * j, 0.9] for j in range(17)]
+    path = tmp_path / name
+    path.write_text(json.dumps([{"image_id": image_id, "category_id": 1, "keypoints": [v for p in kp for v in p],
+                                 "score": 0.9}]))
+    return path
+
+
+def _eval_cli(ann, results, layout=None):
+    layout_args = ["--layout", layout] if layout else []
+    return subprocess.run([sys.executable, "-m", "slimpose", "eval", "--ann", str(ann), "--results", str(results),
+                           *layout_args], capture_output=True, text=True, timeout=120)
+
+
+def _edit_result(path, layout, edit):
+    """Apply ``edit`` to the one result in ``path``, cut to 14 joints for layout "lsp"."""
+    entries = json.loads(path.read_text())
+    if layout == "lsp":
+        entries[0]["keypoints"] = entries[0]["keypoints"][:42]
+    edit(entries[0])
+    path.write_text(json.dumps(entries))
+
+
+def _assert_one_line_error(proc, source, field):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{source}: {field}:" in lines[0], proc.stderr
+
+
+def _set(key, index, value):
+    """An edit of an annotation or result: ``entry[key][index] = value``."""
+    return lambda entry: entry[key].__setitem__(index, value)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (_set("keypoints", slice(15, 18), [NAN, 90.0, 2]), "annotations[0].keypoints"),  # left shoulder
+    (_set("keypoints", slice(None), [NAN, NAN, 2] * 17), "annotations[0].keypoints"),
+    (_set("keypoints", 2, INF), "annotations[0].keypoints"),
+    (_set("bbox", 2, NAN), "annotations[0].bbox"),
+], ids=["nan_joint", "all_joints_nan", "infinite_flag", "nan_box"])
+def test_eval_refuses_non_finite_ground_truth(tmp_path, mutate, field):
+    """A NaN OKS matches any prediction in COCOeval: results 200 px off scored AP 1.0."""
+    person = _person()
+    mutate(person)
+    ann = _ground_truth_file(tmp_path, [person])
+    proc = _eval_cli(ann, _results_file(tmp_path, dx=200.0))
+    _assert_one_line_error(proc, ann, field)
+    assert "not finite" in proc.stderr
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda a: a.pop("keypoints"), "annotations[0].keypoints"),
+    (lambda a: a.update(keypoints=a["keypoints"][:48]), "annotations[0].keypoints"),
+    (lambda a: a.update(area="big"), "annotations[0].area"),
+    (lambda a: a.update(image_id=[1]), "annotations[0].image_id"),
+    (lambda a: a.update(image_id="1"), "annotations[0].image_id"),
+    (lambda a: a.update(category_id=[1]), "annotations[0].category_id"),
+], ids=["no_keypoints", "48_values", "string_area", "list_image_id", "string_image_id", "list_category_id"])
+def test_eval_malformed_ground_truth_is_one_line(tmp_path, mutate, field):
+    person = _person()
+    mutate(person)
+    ann = _ground_truth_file(tmp_path, [person])
+    _assert_one_line_error(_eval_cli(ann, _results_file(tmp_path)), ann, field)
+
+
+@pytest.mark.parametrize("image_id", [[1], "1", 1.5], ids=["list", "string", "fraction"])
+@pytest.mark.parametrize("layout", [None, "lsp"])
+def test_eval_results_image_id_not_an_integer_is_one_line(tmp_path, image_id, layout):
+    ann = _ground_truth_file(tmp_path, [_person()])
+    results = _results_file(tmp_path)
+    _edit_result(results, layout, lambda r: r.update(image_id=image_id))
+    proc = _eval_cli(ann, results, layout)
+    _assert_one_line_error(proc, results, "image_id")
+    assert "entry 0: expected an integer id" in proc.stderr
+
+
+def _eval_cli_ap(tmp_path, ann, results) -> float:
+    out = tmp_path / "metrics.json"
+    proc = subprocess.run([sys.executable, "-m", "slimpose", "eval", "--ann", str(ann), "--results", str(results),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())["AP"]
+
+
+def _perfect_results(tmp_path, image_ids, name="perfect.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps([json.loads(_results_file(tmp_path, image_id=i).read_text())[0] for i in image_ids]))
+    return path
+
+
+def test_eval_scores_zero_based_ids(tmp_path):
+    """COCOeval takes a match with annotation id 0 for no match: perfect results scored AP 0."""
+    ann = _ground_truth_file(tmp_path, [_person(ann_id=0, image_id=0), _person(ann_id=1, image_id=1)],
+                             image_ids=(0, 1))
+    assert _eval_cli_ap(tmp_path, ann, _perfect_results(tmp_path, (0, 1))) == pytest.approx(1.0)
+    far = _results_file(tmp_path, image_id=0, dx=200.0, name="far.json")
+    assert _eval_cli_ap(tmp_path, ann, far) == pytest.approx(0.0)
+
+
+def test_eval_derives_what_real_exports_leave_out(tmp_path):
+    """No num_keypoints, area or iscrowd (pycocotools raised KeyError); an image id written
+    from a float array (1.0) is image 1."""
+    persons = [_person(ann_id=1, image_id=1), _person(ann_id=2, image_id=2)]
+    for p in persons:
+        for key in ("num_keypoints", "area", "iscrowd"):
+            del p[key]
+    ann = _ground_truth_file(tmp_path, persons, image_ids=(1, 2))
+    assert _eval_cli_ap(tmp_path, ann, _perfect_results(tmp_path, (1.0, 2))) == pytest.approx(1.0)
+
+
+def test_eval_scores_every_person_of_duplicate_annotation_ids(tmp_path):
+    """pycocotools indexes annotations by id: two persons with one id were scored as one, twice."""
+    persons = [_person(ann_id=7), _person(ann_id=7, dx=100.0)]
+    ann = _ground_truth_file(tmp_path, persons)
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps([json.loads(_results_file(tmp_path, dx=dx).read_text())[0] for dx in (0.0, 100.0)]))
+    assert _eval_cli_ap(tmp_path, ann, both) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("value", [NAN, INF, "a"], ids=["nan", "inf", "text"])
+@pytest.mark.parametrize("layout", [None, "lsp"])
+def test_eval_refuses_non_finite_predictions(tmp_path, value, layout):
+    """Refused already without --layout; with it, the message named "<results>", not the
+    file (NaN, infinity), or was a traceback (text)."""
+    ann = _ground_truth_file(tmp_path, [_person()])
+    results = _results_file(tmp_path)
+    _edit_result(results, layout, _set("keypoints", 4, value))
+    proc = _eval_cli(ann, results, layout)
+    _assert_one_line_error(proc, results, "keypoints")
+    assert "entry 0" in proc.stderr

@@ -132,3 +132,28 @@ def test_lsp_pck_other_threshold_and_layouts():
     with pytest.raises(ValueError):
         lsp_pck(np.zeros((1, 17, 2)), np.zeros((1, 17, 2)), np.ones((1, 17), bool), layout=COCO17)
     assert MPII16.torso is None and LSP14.torso == (9, 2)
+
+
+def test_non_finite_joints_never_count_as_correct():
+    """A NaN ground-truth joint is left out like an unlabelled one, a NaN prediction of a
+    labelled joint is wrong, a NaN normaliser (torso, head box) leaves its person out."""
+    gt = np.tile(np.array([[10.0, 10.0], [40.0, 90.0], [60.0, 20.0]]), (3, 1, 1))
+    pred = gt.copy()
+    gt[0, 0] = [np.nan, 10.0]
+    pred[1, 1] = [np.inf, 90.0]
+    mask = np.ones((3, 3), dtype=bool)
+    per, mean, counts = keypoint_pck_accuracy(pred, gt, mask, 0.5, np.array([10.0, 10.0, np.nan]))
+    np.testing.assert_array_equal(counts, [1, 2, 2])
+    np.testing.assert_allclose(per, [1.0, 0.5, 1.0])
+    assert mean == pytest.approx(4 / 5)
+    layout = LSP14
+    a, b = layout.torso
+    gt = np.random.default_rng(3).uniform(0, 100, (2, 14, 2))
+    gt[1, a] = np.nan  # no torso: person 1 has no normaliser
+    result = lsp_pck(gt + 1.0, gt, np.ones((2, 14), dtype=bool), layout)
+    assert result["PCK"] == pytest.approx(1.0)  # person 0 alone is scored
+    head = mpii_head_sizes(np.array([[[0.0, 0.0], [30.0, 40.0]], [[np.nan, 0.0], [30.0, 40.0]]]))
+    gt = np.zeros((2, 16, 2))
+    pred = gt.copy()
+    pred[1] += 1000.0  # person 1 is all wrong but has no head size: left out
+    assert mpii_pckh(pred, gt, np.ones((2, 16), dtype=bool), head)["PCKh"] == pytest.approx(1.0)

@@ -3,7 +3,9 @@
 Ground-truth boxes, as MMPose/HRNet train on them: crowd annotations and annotations
 with no labelled keypoint are skipped; boxes are clipped to the image
 (``x2 = min(x + w, width - 1)``) and empty ones skipped; a labelled keypoint outside the
-image is an annotation error and is unlabelled. Every skip is counted in ``skipped``.
+image is an annotation error and is unlabelled. A labelled joint holding NaN or infinity
+is unlabelled, an annotation whose box does is skipped, also in the ground truth that
+``evaluate`` scores against. Every skip is counted in ``skipped``.
 With ``det_file`` (COCO results JSON of person detections) the instances are the
 detections of category 1 with score > ``det_score_thr`` (evaluation only).
 """
@@ -11,16 +13,23 @@ detections of category 1 with score > ``det_score_thr`` (evaluation only).
 from __future__ import annotations
 
 import json
+import reprlib
 from pathlib import Path
 
 import numpy as np
 
-from slimpose.data.sources import DataSource, check_images_exist, require_instances
+from slimpose.data.sources import DataSource, check_images_exist, non_finite_joints, require_instances
 from slimpose.data.transforms import BOX_PADDING, box_to_center_scale
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
 from slimpose.io import write_json_atomic
 from slimpose.keypoints import KeypointLayout
+from slimpose.metrics.coco import (
+    check_id,
+    check_keypoint_annotation,
+    is_finite_number,
+    is_number_list,
+)
 
 
 def load_json(path: str | Path, field_name: str = "ann_file"):
@@ -32,11 +41,6 @@ def load_json(path: str | Path, field_name: str = "ann_file"):
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(str(path), field_name, f"not valid JSON ({e})") from None
-
-
-def _number_list(value, length: int | None) -> bool:
-    return (isinstance(value, (list, tuple)) and (length is None or len(value) == length)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
 
 
 def _plain(value):
@@ -92,6 +96,7 @@ class CocoSource(DataSource):
             for key in ("id", "file_name"):
                 if key not in img:
                     raise DataError(src, f"images[{i}].{key}", "missing")
+            image_id = check_id(img["id"], src, f"images[{i}].id")
             if not isinstance(img["file_name"], str) or not img["file_name"]:
                 raise DataError(src, f"images[{i}].file_name", f"expected a file name, got {img['file_name']!r}")
             # width/height are optional (then boxes and joints are not checked against the image)
@@ -99,35 +104,28 @@ class CocoSource(DataSource):
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in size):
                 raise DataError(src, f"images[{i}].width/height", f"expected positive numbers, got "
                                 f"{size[0]!r} x {size[1]!r}")
-            images[img["id"]] = img
+            images[image_id] = img
         return images
 
     def _read_annotations(self, data: dict, images: dict) -> None:
         src, k = self.ann_file, self.layout.num_keypoints
         for i, ann in enumerate(data["annotations"]):
-            where = f"annotations[{i}]"
-            if not isinstance(ann, dict):
-                raise DataError(src, where, "not an object")
-            for key in ("image_id", "bbox", "keypoints"):
-                if key not in ann:
-                    raise DataError(src, f"{where}.{key}", "missing (a keypoint annotation needs image_id, bbox, "
-                                    "keypoints)")
-            if ann["image_id"] not in images:
-                raise DataError(src, f"{where}.image_id", f"{ann['image_id']!r} is not in images[]")
-            if not _number_list(ann["keypoints"], 3 * k):
-                n = len(ann["keypoints"]) if isinstance(ann["keypoints"], list) else type(ann["keypoints"]).__name__
-                raise DataError(src, f"{where}.keypoints", f"expected {3 * k} numbers ({k} keypoints of the "
-                                f"{self.layout.name!r} layout as x, y, v), got {n}")
-            if not _number_list(ann["bbox"], 4):
-                raise DataError(src, f"{where}.bbox", f"expected [x, y, w, h], got {ann['bbox']!r}")
+            image_id, kpts, bbox = check_keypoint_annotation(ann, f"annotations[{i}]", src, k, images,
+                                                             f"the {self.layout.name!r} layout")
+            # NaN or infinity, which JSON readers accept, would put NaN into the crops and the scores
+            if not np.isfinite(bbox).all():
+                self._skip("non_finite_box")
+                continue
+            non_finite = non_finite_joints(kpts)
+            self._skip("non_finite_joints", int(non_finite.sum()))
+            kpts[non_finite] = 0.0
             if ann.get("iscrowd", 0):
                 self._skip("crowd")
                 continue
-            kpts = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
             if not (kpts[:, 2] > 0).any():
                 self._skip("no_keypoints")
                 continue
-            img = images[ann["image_id"]]
+            img = images[image_id]
             width, height = float(img.get("width", np.inf)), float(img.get("height", np.inf))
             labelled = kpts[:, 2] > 0
             outside = labelled & ((kpts[:, 0] < 0) | (kpts[:, 1] < 0) | (kpts[:, 0] > width) | (kpts[:, 1] > height))
@@ -137,7 +135,7 @@ class CocoSource(DataSource):
                 if not labelled.any():
                     self._skip("no_keypoints")
                     continue
-            x, y, w, h = (float(v) for v in ann["bbox"])
+            x, y, w, h = bbox
             x1, y1 = np.clip(x, 0, width - 1), np.clip(y, 0, height - 1)
             x2, y2 = np.clip(x + w, 0, width - 1), np.clip(y + h, 0, height - 1)
             if not (x2 > x1 and y2 > y1):
@@ -147,7 +145,7 @@ class CocoSource(DataSource):
             xy = np.where(labelled[:, None], kpts[:, :2], 0.0).astype(np.float32)
             area = float(ann.get("area") or 0.0) or float((x2 - x1) * (y2 - y1))
             self.instances.append(PersonInstance(
-                image_path=str(self.img_dir / img["file_name"]), image_id=int(ann["image_id"]),
+                image_path=str(self.img_dir / img["file_name"]), image_id=image_id,
                 center=center.astype(np.float32), scale=scale.astype(np.float32), keypoints=xy,
                 visible=labelled.astype(np.float32), area=area, box_score=1.0,
                 instance_id=int(ann.get("id", -1)),
@@ -169,11 +167,16 @@ class CocoSource(DataSource):
             if det.get("category_id", 1) != 1:
                 self._skip("not_person")
                 continue
-            if not _number_list(det["bbox"], 4):
-                raise DataError(src, f"{where}.bbox", f"expected [x, y, w, h], got {det['bbox']!r}")
-            if det["image_id"] not in images:
-                raise DataError(src, f"{where}.image_id", f"{det['image_id']!r} is not an image of {self.ann_file}")
-            if not float(det["score"]) > score_thr:
+            # a detector that wrote NaN is broken: its boxes are refused, not skipped
+            if not (is_number_list(det["bbox"], 4) and np.isfinite(det["bbox"]).all()):
+                raise DataError(src, f"{where}.bbox", f"expected [x, y, w, h] finite numbers, got "
+                                f"{reprlib.repr(det['bbox'])}")
+            if not is_finite_number(det["score"]):
+                raise DataError(src, f"{where}.score", f"expected a finite number, got {reprlib.repr(det['score'])}")
+            image_id = check_id(det["image_id"], src, f"{where}.image_id")
+            if image_id not in images:
+                raise DataError(src, f"{where}.image_id", f"{image_id!r} is not an image of {self.ann_file}")
+            if not det["score"] > score_thr:
                 self._skip("low_score")
                 continue
             x, y, w, h = (float(v) for v in det["bbox"])
@@ -181,9 +184,9 @@ class CocoSource(DataSource):
                 self._skip("zero_area_box")
                 continue
             center, scale = box_to_center_scale([x, y, w, h], self.aspect_ratio)
-            img = images[det["image_id"]]
+            img = images[image_id]
             self.instances.append(PersonInstance(
-                image_path=str(self.img_dir / img["file_name"]), image_id=int(det["image_id"]),
+                image_path=str(self.img_dir / img["file_name"]), image_id=image_id,
                 center=center.astype(np.float32), scale=scale.astype(np.float32),
                 keypoints=np.zeros((k, 2), np.float32), visible=np.zeros(k, np.float32),
                 area=w * h, box_score=float(det["score"]), instance_id=-1,
@@ -191,21 +194,23 @@ class CocoSource(DataSource):
 
     # ------------------------------------------------------------------ evaluation
     def _ground_truth(self):
-        """The annotation file, or — for a truncated source — a COCO object holding only
-        the images this source covers (so a quick run is not scored on unseen images)."""
-        if not self.skipped.get("limit"):
-            return self.ann_file
-        from pycocotools.coco import COCO
+        """The annotations that COCOeval scores against: the file less what this source
+        refused (joints and boxes holding NaN or infinity, as in ``_read_annotations``) and,
+        for a truncated source, only the images it covers (so a quick run is not scored on
+        unseen images)."""
+        from slimpose.metrics.coco import ground_truth_coco
 
         data = load_json(self.ann_file)
-        keep = {inst.image_id for inst in self.instances}
-        subset = {k: v for k, v in data.items() if k not in ("images", "annotations")}
-        subset["images"] = [im for im in data["images"] if im["id"] in keep]
-        subset["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
-        coco = COCO()
-        coco.dataset = subset
-        coco.createIndex()
-        return coco
+        covered = {inst.image_id for inst in self.instances} if self.skipped.get("limit") else None
+        annotations = []
+        for ann in data["annotations"]:
+            if (covered is not None and ann["image_id"] not in covered) or not np.isfinite(ann["bbox"]).all():
+                continue
+            kpts = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+            kpts[non_finite_joints(kpts)] = 0.0
+            annotations.append({**ann, "keypoints": kpts.reshape(-1).tolist()})
+        images = data["images"] if covered is None else [im for im in data["images"] if im["id"] in covered]
+        return ground_truth_coco({**data, "images": images, "annotations": annotations}, self.ann_file)
 
     def evaluate(self, keypoints, scores, indices, out_dir: Path | None = None) -> dict[str, float]:
         """OKS AP via pycocotools: rescoring (box score x mean keypoint score above 0.2),

@@ -26,11 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from slimpose.data.sources import DataSource, check_images_exist, read_mat, require_instances
+from slimpose.data.sources import DataSource, check_images_exist, non_finite_joints, read_mat, require_instances
 from slimpose.data.transforms import box_to_center_scale
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
 from slimpose.keypoints import KeypointLayout
+
+
+# What scipy.io.loadmat makes of MATLAB variables that are not numeric arrays.
+_MAT_KINDS = {"U": "text (a char array)", "S": "text (a char array)", "O": "a cell array", "V": "a struct",
+              "b": "logical values"}
 
 
 def load_joints(path: str | Path, num_keypoints: int = 14) -> tuple[np.ndarray, str]:
@@ -39,7 +44,11 @@ def load_joints(path: str | Path, num_keypoints: int = 14) -> tuple[np.ndarray, 
     mat = read_mat(path, "ann_file")
     if "joints" not in mat:
         raise DataError(str(path), "joints", "missing from the .mat file")
-    j = np.asarray(mat["joints"], dtype=np.float64)
+    j = np.asarray(mat["joints"])
+    if j.dtype.kind not in "iuf":
+        kind = _MAT_KINDS.get(j.dtype.kind, f"values of type {j.dtype.name}")
+        raise DataError(str(path), "joints", f"expected a numeric array, got {kind}")
+    j = j.astype(np.float64)
     if j.ndim == 2:
         j = j[..., None]
     if j.ndim == 3 and j.shape[:2] == (3, num_keypoints):
@@ -84,10 +93,13 @@ class LspSource(DataSource):
     def _read(self, joints: np.ndarray, first: int, width: int, aspect_ratio: float) -> None:
         """joints (n, K, 3) of images first..first+n-1, vectorised (LSPET has 10,000)."""
         xy, flag = joints[..., :2], joints[..., 2]
-        positive = (xy > 0).all(axis=-1) & np.isfinite(xy).all(axis=-1)
+        # LSP's flag marks occlusion, not labelling: there every joint claims a label
+        non_finite = non_finite_joints(joints) if self.variant == "lspet" else ~np.isfinite(joints).all(axis=-1)
+        self._skip("non_finite_joints", int(non_finite.sum()))
+        positive = (xy > 0).all(axis=-1) & ~non_finite
         if self.variant == "lspet":
             labelled = (flag > 0) & positive
-            self._skip("joints_nonpositive", int(((flag > 0) & ~positive).sum()))
+            self._skip("joints_nonpositive", int(((flag > 0) & ~positive & ~non_finite).sum()))
         else:
             labelled = positive
         big = np.where(labelled[..., None], xy, np.inf)
@@ -113,9 +125,6 @@ class LspSource(DataSource):
                 center=centers[i].astype(np.float32), scale=scales[i].astype(np.float32), keypoints=kpts[i],
                 visible=labelled[i].astype(np.float32), area=float(max(wh[i, 0], 1) * max(wh[i, 1], 1)),
                 box_score=1.0, instance_id=number, extra=extra))
-        for key in ("joints_nonpositive", "too_few_joints", "zero_area_box"):
-            if not self.skipped.get(key):
-                self.skipped.pop(key, None)
 
     def evaluate(self, keypoints, scores, indices, out_dir: Path | None = None) -> dict[str, float]:
         """PCK@0.2 normalised by the torso (left shoulder to right hip), labelled joints only."""

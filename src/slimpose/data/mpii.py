@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from slimpose.data.coco import load_json
-from slimpose.data.sources import DataSource, check_images_exist, read_mat, require_instances
+from slimpose.data.sources import DataSource, check_images_exist, non_finite_joints, read_mat, require_instances
 from slimpose.data.transforms import BOX_PADDING, fix_aspect_ratio
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
@@ -86,10 +86,15 @@ class MpiiSource(DataSource):
             if joints.shape != (k, 2) or vis.shape != (k,):
                 raise DataError(src, f"{where}.joints", f"expected {k} x [x, y] joints and {k} joints_vis flags "
                                 f"(the {self.layout.name!r} layout), got {joints.shape} and {vis.shape}")
-            if not (s > 0 and np.isfinite(s)) or center[0] == -1:
+            if not np.isfinite([*center, s]).all():
+                self._skip("non_finite_box")
+                continue
+            if not s > 0 or center[0] == -1:
                 self._skip("zero_area_box")
                 continue
-            labelled = vis > 0
+            non_finite = non_finite_joints(np.column_stack([joints, vis]))
+            self._skip("non_finite_joints", int(non_finite.sum()))
+            labelled = (vis > 0) & ~non_finite
             if not labelled.any():
                 self._skip("no_keypoints")
                 continue

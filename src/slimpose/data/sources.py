@@ -9,6 +9,9 @@ skipped and why, and an ``evaluate`` that scores predictions with the data set's
 from __future__ import annotations
 
 import os
+import struct
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +50,9 @@ class DataSource:
 
     # helpers for subclasses -------------------------------------------------------
     def _skip(self, reason: str, n: int = 1) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + n
+        """Count ``n`` things skipped for ``reason`` (nothing is recorded for 0)."""
+        if n:
+            self.skipped[reason] = self.skipped.get(reason, 0) + n
 
     def _check_eval_inputs(self, keypoints, scores, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keypoints = np.asarray(keypoints, dtype=np.float64)
@@ -79,6 +84,14 @@ class DataSource:
         write_json_atomic(out_dir / "predictions.json", entries, indent=None)
 
 
+def non_finite_joints(joints: np.ndarray) -> np.ndarray:
+    """Joints (..., K, 3) as x, y, flag that claim a label (flag not 0) but hold NaN or
+    infinity, as a (..., K) bool. JSON and .mat readers accept such values; compared with
+    them, every distance is NaN (and COCOeval counts a NaN OKS as a match)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    return (joints[..., 2] != 0) & ~np.isfinite(joints).all(axis=-1)
+
+
 def read_mat(path: str | Path, field_name: str) -> dict:
     """A MATLAB file's variables, or a DataError naming the file and the config field."""
     import scipy.io
@@ -93,13 +106,91 @@ def read_mat(path: str | Path, field_name: str) -> dict:
 
 
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_PNG_START = b"\x89PNG\r\n\x1a\n"
+# Larger images are refused before decoding: far beyond any photo a pose model sees, and
+# decoding one would take gigabytes (OpenCV's own limit, 2^30 pixels, raises cv2.error).
+MAX_IMAGE_SIDE = 20000
+MAX_IMAGE_PIXELS = 1 << 28
+# libjpeg reports damaged data only as a warning on stderr, naming no file, and fills the
+# missing part of the picture with grey: these warnings mean pixels were made up.
+_JPEG_DAMAGE_WARNINGS = ("premature end", "bad huffman code", "bad arithmetic code", "instead of rst")
+_decode_lock = threading.Lock()
+_PIPE_CAPACITY = 1 << 16  # Linux's default: all a pipe holds before writes fail
+
+
+def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame segment, None if there is none before the scan."""
+    pos = 2
+    while pos + 4 <= len(raw):
+        if raw[pos] != 0xFF:
+            return None
+        marker = raw[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan: no frame header came first
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOF0..SOF15
+            if pos + 9 > len(raw):
+                return None
+            height, width = struct.unpack(">HH", raw[pos + 5:pos + 9])
+            return width, height
+        pos += 2 + struct.unpack(">H", raw[pos + 2:pos + 4])[0]
+    return None
+
+
+def _declared_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) that a PNG or JPEG header declares; None for other formats."""
+    if raw.startswith(_PNG_START) and raw[12:16] == b"IHDR" and len(raw) >= 24:
+        width, height = struct.unpack(">II", raw[16:24])
+        return width, height
+    if raw.startswith(_JPEG_START):
+        return _jpeg_size(raw)
+    return None
+
+
+def _decode_jpeg(data: np.ndarray, path: str) -> np.ndarray | None:
+    """``cv2.imdecode`` of a JPEG, refusing damaged data: libjpeg's warnings, written to the
+    process's stderr (fd 2), are caught there; the harmless ones are passed on with the file name."""
+    import cv2
+
+    sys.stderr.flush()
+    with _decode_lock:  # fd 2 belongs to the whole process: one redirection at a time
+        read_end, write_end = os.pipe()
+        for end in (read_end, write_end):  # a flood of messages is cut short; nothing ever waits
+            os.set_blocking(end, False)
+        saved = os.dup(2)
+        os.dup2(write_end, 2)
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(write_end)
+        try:
+            said = os.read(read_end, _PIPE_CAPACITY)
+        except BlockingIOError:  # nothing was written
+            said = b""
+        finally:
+            os.close(read_end)
+    warnings = said.decode(errors="replace").splitlines()
+    for line in warnings:
+        if any(w in line.lower() for w in _JPEG_DAMAGE_WARNINGS):
+            raise DataError(path, "image", f"damaged JPEG data ({line.strip()}): part of the picture would be "
+                            "made up")
+        print(f"{path}: {line}", file=sys.stderr)
+    return image
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """BGR uint8 (H, W, 3) image, or a DataError naming the file.
 
-    Decoding goes through the file's bytes so that OpenCV prints nothing of its own, and
-    a truncated JPEG (which libjpeg decodes with grey rows and only a warning) is refused.
+    Decoding goes through the file's bytes so that OpenCV prints nothing of its own. Refused:
+    a header that declares more than ``MAX_IMAGE_SIDE`` / ``MAX_IMAGE_PIXELS``, and a
+    truncated or damaged JPEG (which libjpeg decodes with grey rows and only a warning).
     """
     import cv2
 
@@ -111,13 +202,22 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(str(path), "image", "image file not found") from None
     except OSError as e:
         raise DataError(str(path), "image", f"cannot be read ({e.strerror or e})") from None
+    if not data.size:
+        raise DataError(str(path), "image", "empty file")
     raw = data.tobytes()
+    size = _declared_size(raw)
+    if size and (max(size) > MAX_IMAGE_SIDE or size[0] * size[1] > MAX_IMAGE_PIXELS):
+        raise DataError(str(path), "image", f"declares {size[0]}x{size[1]} pixels; at most {MAX_IMAGE_SIDE} a "
+                        f"side and {MAX_IMAGE_PIXELS} in all are read")
     # Cameras may pad a JPEG with zeros after its end-of-image marker.
     if raw.startswith(_JPEG_START) and not raw.rstrip(b"\x00").endswith(_JPEG_END):
         raise DataError(str(path), "image", "truncated JPEG (no end-of-image marker): the file is incomplete")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = _decode_jpeg(data, str(path)) if raw.startswith(_JPEG_START) else cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise DataError(str(path), "image", f"cannot be decoded (OpenCV: {e.err})") from None
     if image is None:
-        raise DataError(str(path), "image", "cannot be decoded as an image" if data.size else "empty file")
+        raise DataError(str(path), "image", "cannot be decoded as an image")
     return image
 
 

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import numbers
+import reprlib
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from slimpose.data.sources import non_finite_joints
 from slimpose.errors import DataError
 from slimpose.keypoints import COCO17
 
@@ -176,38 +178,158 @@ def coco_topdown_results(
 # --------------------------------------------------------------------------- evaluation
 
 
+def _read_json(path: Path, field: str) -> Any:
+    if not path.is_file():
+        raise DataError(path, field, "file not found")
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, field, f"not valid JSON ({exc})") from None
+
+
 def _load_coco(ann: Any, verbose: bool = False):
+    """``ann``: a ``COCO`` object (used as it is) or the path of an annotation file, checked
+    by :func:`ground_truth_coco`."""
     from pycocotools.coco import COCO
 
     if isinstance(ann, COCO):
         return ann
     path = Path(ann)
-    if not path.is_file():
-        raise DataError(path, "annotations", "file not found")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
-            return COCO(str(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(path, "annotations", f"not valid JSON ({exc})") from None
-    except (KeyError, TypeError, AssertionError) as exc:
-        raise DataError(path, "annotations", f"not a COCO annotation file ({exc!r})") from None
+    return ground_truth_coco(_read_json(path, "annotations"), str(path), verbose)
 
 
 def _load_results(results: Any) -> tuple[list, str]:
     if isinstance(results, (str, Path)):
-        path = Path(results)
-        if not path.is_file():
-            raise DataError(path, "results", "file not found")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(path, "results", f"not valid JSON ({exc})") from None
-        return data, str(path)
+        return _read_json(Path(results), "results"), str(results)
     return results, "<results>"
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def is_finite_number(v: Any) -> bool:
+    """A number (not a bool) that is neither NaN nor infinite."""
+    return _is_real(v) and math.isfinite(float(v))
+
+
+def is_number_list(value: Any, length: int) -> bool:
+    """A list of ``length`` numbers (NaN and infinity included: JSON files may hold them)."""
+    return isinstance(value, (list, tuple)) and len(value) == length and all(_is_real(v) for v in value)
+
+
+def check_id(value: Any, source: str, field: str, entry: str = "") -> int:
+    """A COCO image or category id as an int (numpy integers and integral floats, which
+    some tools write, included). A string, a list or a fraction is refused here: pycocotools
+    would crash on it, or miss every lookup."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if _is_real(value) and float(value).is_integer():
+        return int(value)
+    raise DataError(source, field, f"{entry}expected an integer id, got {reprlib.repr(value)}")
+
+
+def check_keypoint_annotation(ann: Any, where: str, source: str, num_keypoints: int, image_ids,
+                              keypoints_of: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """The image id, keypoints (K, 3) as x, y, v and bbox [x, y, w, h] of one COCO keypoint
+    annotation; a DataError names the field that is missing or of the wrong kind.
+
+    Values may be NaN or infinite (JSON readers accept them): the data sources unlabel or
+    skip such entries and count them, :func:`ground_truth_coco` refuses them.
+    """
+    if not isinstance(ann, dict):
+        raise DataError(source, where, "not an object")
+    for key in ("image_id", "bbox", "keypoints"):
+        if key not in ann:
+            raise DataError(source, f"{where}.{key}", "missing (a keypoint annotation needs image_id, bbox, keypoints)")
+    image_id = check_id(ann["image_id"], source, f"{where}.image_id")
+    if image_id not in image_ids:
+        raise DataError(source, f"{where}.image_id", f"{image_id!r} is not in images[]")
+    k = num_keypoints
+    if not is_number_list(ann["keypoints"], 3 * k):
+        n = len(ann["keypoints"]) if isinstance(ann["keypoints"], list) else type(ann["keypoints"]).__name__
+        raise DataError(source, f"{where}.keypoints", f"expected {3 * k} numbers ({k} keypoints of {keypoints_of} "
+                        f"as x, y, v), got {n}")
+    if not is_number_list(ann["bbox"], 4):
+        raise DataError(source, f"{where}.bbox", f"expected [x, y, w, h], got {reprlib.repr(ann['bbox'])}")
+    for key in ("area", "num_keypoints", "iscrowd"):  # optional; pycocotools computes with them
+        if key in ann and not (isinstance(ann[key], numbers.Real) and math.isfinite(ann[key])):
+            raise DataError(source, f"{where}.{key}", f"expected a finite number, got {reprlib.repr(ann[key])}")
+    keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
+    return image_id, keypoints, np.asarray(ann["bbox"], dtype=np.float64)
+
+
+def ground_truth_coco(data: Any, source: str, verbose: bool = False):
+    """A pycocotools ``COCO`` of an annotation file's content, checked so that COCOeval can
+    neither crash on it nor be fooled by it.
+
+    Annotations of categories with keypoint names are checked with
+    :func:`check_keypoint_annotation`, and a non-finite joint or box is refused (a NaN OKS
+    matches any prediction); annotations of other categories are left out (nothing to
+    score). What real exports leave out is derived: ``area`` (the box area where missing
+    or 0, as the data sources take it), ``num_keypoints`` (the labelled joints),
+    ``iscrowd`` (0). Annotation ids are renumbered from 1: COCOeval takes a match with id
+    0 for no match, and two persons with one id for one person, twice.
+    """
+    from pycocotools.coco import COCO
+
+    if not isinstance(data, dict):
+        raise DataError(source, "(top level)", "expected a JSON object with images, annotations and categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DataError(source, key, "missing or not a list")
+    images = [_checked_image(img, f"images[{i}]", source) for i, img in enumerate(data["images"])]
+    image_ids = {img["id"] for img in images}
+    joint_names = _joint_names(data["categories"], source)
+    annotations = []
+    for i, ann in enumerate(data["annotations"]):
+        where = f"annotations[{i}]"
+        if not isinstance(ann, dict) or "category_id" not in ann:
+            raise DataError(source, where, "expected an object with a category_id")
+        category = check_id(ann["category_id"], source, f"{where}.category_id")
+        if category in joint_names:
+            scoreable = _scoreable_annotation(ann, where, source, category, joint_names[category], image_ids)
+            annotations.append({**scoreable, "id": len(annotations) + 1, "category_id": category})
+    coco = COCO()
+    coco.dataset = {**data, "images": images, "annotations": annotations}
+    with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _checked_image(img: Any, where: str, source: str) -> dict:
+    if not isinstance(img, dict) or "id" not in img:
+        raise DataError(source, where, "expected an object with an id")
+    return {**img, "id": check_id(img["id"], source, f"{where}.id")}
+
+
+def _joint_names(categories: list, source: str) -> dict[int, list]:
+    """Category id → keypoint names, for the categories that have them."""
+    names = {}
+    for i, cat in enumerate(categories):
+        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("keypoints", []), list):
+            raise DataError(source, f"categories[{i}]", "expected an object with an id (and a list of keypoint names)")
+        if cat.get("keypoints"):
+            names[check_id(cat["id"], source, f"categories[{i}].id")] = cat["keypoints"]
+    return names
+
+
+def _scoreable_annotation(ann: dict, where: str, source: str, category: int, names: list, image_ids: set) -> dict:
+    """``ann`` checked and completed for COCOeval (see :func:`ground_truth_coco`)."""
+    image_id, kpts, bbox = check_keypoint_annotation(ann, where, source, len(names), image_ids, f"category {category}")
+    bad = non_finite_joints(kpts)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise DataError(source, f"{where}.keypoints", f"joint {j} ({names[j]}) is not finite: x, y, v = "
+                        f"{', '.join(str(v) for v in kpts[j])}")
+    if not np.isfinite(bbox).all():
+        raise DataError(source, f"{where}.bbox", f"not finite: {bbox.tolist()}")
+    area = float(ann.get("area") or bbox[2] * bbox[3])
+    if area < 0:
+        raise DataError(source, f"{where}.area", f"expected a number >= 0, got {area} (the box area where missing)")
+    return {**ann, "image_id": image_id, "area": area, "iscrowd": ann.get("iscrowd", 0),
+            "num_keypoints": ann.get("num_keypoints", int((kpts[:, 2] > 0).sum()))}
 
 
 def validate_results(results: Any, coco, source: str = "<results>") -> list[dict]:
@@ -239,10 +361,10 @@ def validate_results(results: Any, coco, source: str = "<results>") -> list[dict
             if len(kpt_cats) != 1:
                 raise DataError(source, "category_id", f"entry {i}: missing 'category_id'")
             cat = kpt_cats[0]  # one keypoint category (person): the id is implied
-        cat = _py_id(cat)
+        cat = check_id(cat, source, "category_id", f"entry {i}: ")
         if cat not in num_kpts or num_kpts[cat] == 0:
             raise DataError(source, "category_id", f"entry {i}: category {cat!r} is not a keypoint category of the annotations")
-        img = _py_id(r["image_id"])
+        img = check_id(r["image_id"], source, "image_id", f"entry {i}: ")
         if img not in img_ids:
             raise DataError(source, "image_id", f"entry {i}: image id {img!r} is not in the annotations")
         kp = r["keypoints"]
@@ -254,9 +376,9 @@ def validate_results(results: Any, coco, source: str = "<results>") -> list[dict
                 source, "keypoints",
                 f"entry {i}: expected {want} values ({num_kpts[cat]} keypoints x [x, y, score]), got {len(kp)}",
             )
-        if not all(_is_number(v) for v in kp):
+        if not all(is_finite_number(v) for v in kp):
             raise DataError(source, "keypoints", f"entry {i}: values must be finite numbers")
-        if not _is_number(r["score"]):
+        if not is_finite_number(r["score"]):
             raise DataError(source, "score", f"entry {i}: must be a finite number, got {r['score']!r}")
         clean.append({
             "image_id": img,
@@ -280,11 +402,15 @@ def coco_keypoint_eval(
     for other keypoint counts). Returns AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL
     (fractions, -1 where COCOeval has nothing to score, e.g. no medium persons).
     """
-    from pycocotools.cocoeval import COCOeval
-
     coco = _load_coco(ann, verbose)
     data, source = _load_results(results)
-    dets = validate_results(data, coco, source)
+    return _score(coco, validate_results(data, coco, source), sigmas, verbose)
+
+
+def _score(coco, dets: list[dict], sigmas: np.ndarray | None, verbose: bool) -> dict[str, float]:
+    """COCOeval of validated results ``dets`` against the annotations ``coco``."""
+    from pycocotools.cocoeval import COCOeval
+
     k = len(dets[0]["keypoints"]) // 3
     if sigmas is None:
         if k != len(COCO_SIGMAS):
@@ -363,16 +489,16 @@ def evaluate_results_file(ann_file: Any, results_file: Any, sigmas: np.ndarray |
     reduced = []
     for i, r in enumerate(data if isinstance(data, list) else []):
         kp = r.get("keypoints") if isinstance(r, dict) else None
-        if not isinstance(kp, list) or len(kp) != 3 * k:
+        if not (isinstance(kp, list) and len(kp) == 3 * k and all(is_finite_number(v) for v in kp)):
             raise DataError(source, "keypoints", f"entry {i}: expected {3 * k} values for layout {layout!r} "
-                            f"({k} keypoints x [x, y, score])")
+                            f"({k} keypoints x [x, y, score], finite numbers)")
         reduced.append({**r, "keypoints": np.asarray(kp, dtype=np.float64).reshape(k, 3)[res_idx].reshape(-1).tolist()})
     ann_sigmas = {n: s for n, s in zip(COCO17.names, COCO_SIGMAS)}
     missing = [n for n in names if n not in ann_sigmas]
     if sigmas is None and missing:
         raise ValueError(f"no OKS sigma known for joint(s) {', '.join(missing)}: pass sigmas")
     sig = np.asarray([ann_sigmas[n] for n in names]) if sigmas is None else sigmas
-    metrics: dict = coco_keypoint_eval(_coco_on_joints(coco, gt_idx), reduced if reduced else data, sigmas=sig,
-                                       verbose=verbose)
+    on_joints = _coco_on_joints(coco, gt_idx)
+    metrics: dict = _score(on_joints, validate_results(reduced or data, on_joints, source), sig, verbose)
     metrics["joints"] = names
     return metrics
