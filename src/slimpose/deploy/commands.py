@@ -62,10 +62,11 @@ def _is_onnx_model(path: Path) -> bool:
 
 
 def check_onnx_out(out: str | Path, inputs: list[str | Path]) -> None:
-    """Refuse an ONNX ``--out`` whose writing would lose a file: one of the command's
-    ``inputs`` (through a link or another spelling of its path too), or an existing file
-    that is not an ONNX model (e.g. a checkpoint). An existing ONNX file is replaced: a
-    re-export is ordinary, and an empty file holds nothing to lose."""
+    """Refuse, in one line, an ONNX ``--out`` that cannot be written as a file (a
+    directory, or a path below a file) or whose writing would lose a file: one of the
+    command's ``inputs`` (through a link or another spelling of its path too), or an
+    existing file that is not an ONNX model (e.g. a checkpoint). An existing ONNX file is
+    replaced: a re-export is ordinary, and an empty file holds nothing to lose."""
     out = Path(out)
     if out.is_dir():
         raise SlimposeError(f"--out {out}: is a directory; give a file name, e.g. {out / 'model.onnx'}")
