@@ -124,8 +124,8 @@ def format_profile_table(rows: list[dict]) -> str:
 
 
 def onnx_model_file(spec: str) -> Path | None:
-    """The ONNX file a bench spec names: a path ending in .onnx, or a shipped weight name;
-    None for a registered model name."""
+    """The ONNX file a bench spec names: a path ending in .onnx, or a shipped weight name
+    (checked against its manifest's sha256); None for a registered model name."""
     from slimpose.weights import list_weights
 
     if spec.lower().endswith(".onnx"):
@@ -133,7 +133,11 @@ def onnx_model_file(spec: str) -> Path | None:
         if not path.is_file():
             raise SlimposeError(f"{spec}: ONNX file not found")
         return path
-    return next((w.path for w in list_weights() if w.name == spec), None)
+    weight = next((w for w in list_weights() if w.name == spec), None)
+    if weight is None:
+        return None
+    weight.verify()
+    return weight.path
 
 
 def onnx_input_size(onnx_path: Path) -> tuple[int, int]:

@@ -49,6 +49,39 @@ def _resolve_models(names: list[str], all_: bool, sized: bool = False) -> list[s
     return list(names)
 
 
+def _is_onnx_model(path: Path) -> bool:
+    """Whether ``path`` holds an ONNX model: it parses as one and has a graph (a
+    checkpoint's zip, a config or an image does not parse)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(path), load_external_data=False).HasField("graph")
+    except (DecodeError, OSError, ValueError):
+        return False
+
+
+def check_onnx_out(out: str | Path, inputs: list[str | Path]) -> None:
+    """Refuse, in one line, an ONNX ``--out`` that cannot be written as a file (a
+    directory, or a path below a file) or whose writing would lose a file: one of the
+    command's ``inputs`` (through a link or another spelling of its path too), or an
+    existing file that is not an ONNX model (e.g. a checkpoint). An existing ONNX file is
+    replaced: a re-export is ordinary, and an empty file holds nothing to lose."""
+    out = Path(out)
+    if out.is_dir():
+        raise SlimposeError(f"--out {out}: is a directory; give a file name, e.g. {out / 'model.onnx'}")
+    folder = next(p for p in out.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise SlimposeError(f"--out {out}: {folder} is a file, not a folder")
+    if not out.exists():
+        return
+    for source in inputs:
+        if Path(source).exists() and out.samefile(source):
+            raise SlimposeError(f"--out {out}: is the input {source}; writing it would replace that file")
+    if out.stat().st_size and not _is_onnx_model(out):
+        raise SlimposeError(f"--out {out}: exists and is not an ONNX file; not replacing it (give another name)")
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -172,6 +205,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise SlimposeError(f"--tolerance must be a number >= 0, got {args.tolerance}")
     if args.checkpoint:
         args.checkpoint = str(resolve_checkpoint(args.checkpoint))
+    check_onnx_out(args.out, [args.checkpoint] if args.checkpoint else [])
     meta = _checkpoint_meta(args.checkpoint) if args.checkpoint else {}
     if meta.get("model_name") and meta["model_name"] != args.model:
         raise SlimposeError(f"{args.checkpoint}: checkpoint is for model {meta['model_name']!r}, not {args.model!r}")
@@ -339,6 +373,7 @@ def run_quantize(args: argparse.Namespace) -> int:
 
     if args.num_calib < 1 or args.num_eval < 0:
         raise SlimposeError("--num-calib must be >= 1 and --num-eval >= 0")
+    check_onnx_out(args.out, [args.onnx])
     crops = calibration_crops(args.onnx, images_dir=args.calib_images, config=args.calib_config,
                               overrides=args.overrides, num=args.num_calib + args.num_eval)
     # Hold out every k-th crop for the comparison so calibration and evaluation differ.

@@ -29,6 +29,13 @@ from slimpose.errors import SlimposeError
 from slimpose.keypoints import KeypointLayout
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# A file's metadata is untrusted input. Its values are small JSON (the layout's skeleton,
+# the deepest, nests 3 levels); a value nested thousands of levels deep would exhaust
+# Python's stack in json or in the checks that read it.
+MAX_METADATA_DEPTH = 32
+# Pose crops are a few hundred pixels a side; the runtime allocates (N, 3, H, W) float32
+# inputs at the declared size, so a hostile 16000x12000 would take gigabytes per person.
+MAX_INPUT_SIDE = 4096
 
 
 class RuntimeModelError(SlimposeError):
@@ -39,14 +46,33 @@ def _field_error(source, field: str, problem: str) -> RuntimeModelError:
     return RuntimeModelError(f"{source}: metadata field {field!r}: {problem}")
 
 
+def _nesting_depth(value) -> int:
+    """How deeply lists and objects nest in a JSON value (0 for a scalar); iterative, as
+    the value may nest deeper than the stack allows recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth + 1)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _decode_json_value(text: str, source, key: str):
+    too_deep = f"nested more than {MAX_METADATA_DEPTH} levels deep"
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise _field_error(source, key, f"not a JSON value ({text[:40]!r})") from None
+    except RecursionError:  # deeper than the stack: json gives up before the check below
+        raise _field_error(source, key, too_deep) from None
+    if _nesting_depth(value) > MAX_METADATA_DEPTH:
+        raise _field_error(source, key, too_deep)
+    return value
+
+
 def _decode_json_props(props: dict[str, str], source) -> dict:
-    fields = {}
-    for key, text in props.items():
-        try:
-            fields[key] = json.loads(text)
-        except (TypeError, ValueError):
-            raise _field_error(source, key, f"not a JSON value ({text[:40]!r})") from None
-    return fields
+    return {key: _decode_json_value(text, source, key) for key, text in props.items()}
 
 
 def _read_layout(fields: dict) -> KeypointLayout:
@@ -165,6 +191,9 @@ class PoseModelMetadata:
     @classmethod
     def _from_fields(cls, fields: dict, decode: str | None) -> PoseModelMetadata:
         input_size = read_size(fields, "input_size")
+        if max(input_size) > MAX_INPUT_SIDE:
+            raise MetadataFieldError("input_size", f"{list(input_size)} exceeds {MAX_INPUT_SIDE} pixels a side "
+                                                   f"(pose crops are a few hundred)")
         read_choice(fields, "input_layout", (cls.INPUT_LAYOUT,))
         read_choice(fields, "pixel_range", (cls.PIXEL_RANGE,))
         layout = _read_layout(fields)

@@ -8,7 +8,8 @@ training), and a JSON manifest saying how it was made and what it scores:
     src/slimpose/weights/lpn_50_lsp_192x144.pth
     src/slimpose/weights/lpn_50_lsp_192x144.json
 
-Torch-free: listing and resolving names needs only the standard library.
+Torch-free: listing and resolving names needs only the standard library. Resolving a
+name checks the file against its manifest's SHA-256 (once per process and file).
 """
 
 from __future__ import annotations
@@ -28,6 +29,26 @@ class WeightsError(SlimposeError):
     """An unknown weight name or a shipped file that does not match its manifest."""
 
 
+# Files whose hash matched this process, as (path, size, mtime_ns, sha256): hashing the
+# 12 MB files again on every resolution would cost more than the check is worth, and a
+# file rewritten since (new size or mtime) is hashed again.
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+def _verify_file(path: Path, sha256: str, name: str) -> None:
+    """Raise WeightsError when ``path`` is missing or its SHA-256 is not ``sha256``."""
+    if not path.is_file():
+        raise WeightsError(f"{path}: shipped weight {name!r} is missing from the installation")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, sha256)
+    if key in _VERIFIED:
+        return
+    if file_sha256(path) != sha256:
+        raise WeightsError(f"{path}: sha256 differs from its manifest (shipped weight {name!r}): the file is "
+                           f"damaged; reinstall slimpose")
+    _VERIFIED.add(key)
+
+
 @dataclass(frozen=True)
 class ShippedWeight:
     """One shipped weight, as its manifest describes it."""
@@ -41,6 +62,7 @@ class ShippedWeight:
     val_pck: float  # PCK@0.2 on LSPET im08001-im09000, 14 joints, flip test
     sha256: str
     checkpoint: Path | None = None
+    checkpoint_sha256: str | None = None
     manifest: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -57,7 +79,8 @@ class ShippedWeight:
         return cls(name=m["name"], path=path.parent / m["file"], model=m["model"],
                    input_size=(int(m["input_size"][0]), int(m["input_size"][1])), layout=m["layout"],
                    decode=m["decode"], val_pck=float(m["val_pck"]), sha256=m["sha256"],
-                   checkpoint=path.parent / ckpt if ckpt else None, manifest=m)
+                   checkpoint=path.parent / ckpt if ckpt else None,
+                   checkpoint_sha256=m.get("checkpoint_sha256") if ckpt else None, manifest=m)
 
     def summary(self) -> dict:
         """The manifest with the files' absolute paths (what ``slimpose weights --json`` writes)."""
@@ -66,10 +89,16 @@ class ShippedWeight:
 
     def verify(self) -> None:
         """Raise WeightsError when the ONNX file is missing or differs from the manifest."""
-        if not self.path.is_file():
-            raise WeightsError(f"{self.path}: shipped weight {self.name!r} is missing from the installation")
-        if file_sha256(self.path) != self.sha256:
-            raise WeightsError(f"{self.path}: sha256 differs from the manifest of {self.name!r} (damaged file?)")
+        _verify_file(self.path, self.sha256, self.name)
+
+    def verify_checkpoint(self) -> None:
+        """Raise WeightsError when the torch checkpoint is missing or differs from the manifest."""
+        if self.checkpoint is None:
+            raise WeightsError(f"shipped weight {self.name!r} has no torch checkpoint; see its manifest "
+                               f"({self.manifest.get('reproduce', 'command')}) to reproduce it")
+        if not self.checkpoint_sha256:  # a checkpoint that cannot be checked is not used
+            raise WeightsError(f"shipped weight {self.name!r}: its manifest lacks checkpoint_sha256")
+        _verify_file(self.checkpoint, self.checkpoint_sha256, self.name)
 
 
 def list_weights(directory: str | Path | None = None) -> list[ShippedWeight]:
@@ -87,23 +116,25 @@ def get_weight(name: str, directory: str | Path | None = None) -> ShippedWeight:
 
 
 def resolve_model_file(name_or_path: str | Path, directory: str | Path | None = None) -> Path:
-    """An ONNX path as given, or the ONNX file of a shipped weight name."""
+    """An ONNX path as given, or the ONNX file of a shipped weight name, checked
+    against its manifest's sha256."""
     path = Path(name_or_path)
     if path.is_file():
         return path
     if path.suffix or len(path.parts) > 1:  # it was meant as a file
         known = ", ".join(w.name for w in list_weights(directory)) or "none"
         raise WeightsError(f"{path}: model file not found (shipped weight names: {known})")
-    return get_weight(str(name_or_path), directory).path
+    weight = get_weight(str(name_or_path), directory)
+    weight.verify()
+    return weight.path
 
 
 def resolve_checkpoint(name_or_path: str | Path, directory: str | Path | None = None) -> Path:
-    """A checkpoint path as given, or the torch checkpoint shipped with a weight name."""
+    """A checkpoint path as given, or the torch checkpoint shipped with a weight name,
+    checked against its manifest's checkpoint_sha256."""
     path = Path(name_or_path)
     if path.is_file() or path.suffix or len(path.parts) > 1:
         return path
     weight = get_weight(str(name_or_path), directory)
-    if weight.checkpoint is None or not weight.checkpoint.is_file():
-        raise WeightsError(f"shipped weight {weight.name!r} has no torch checkpoint; "
-                           f"see its manifest ({weight.manifest.get('reproduce', 'command')}) to reproduce it")
+    weight.verify_checkpoint()
     return weight.checkpoint
