@@ -48,7 +48,7 @@ def test_photos_give_coco_results_that_eval_scores(tiny_onnx, coco_folder, tmp_p
     assert {r["image_id"] for r in results} == {343803, 350679}
     r = results[0]
     assert r["category_id"] == 1 and len(r["bbox"]) == 4 and len(r["keypoints"]) == 17 * 3
-    assert sorted(p.name for p in out.glob("*_pose.jpg")) == ["000000343803_pose.jpg", "000000350679_pose.jpg"]
+    assert sorted(p.name for p in out.glob("*_pose.jpg")) == ["000000343803.jpg_pose.jpg", "000000350679.jpg_pose.jpg"]
     metrics_path = tmp_path / "metrics.json"
     assert main(["eval", "--ann", str(COCO_VAL_ANN), "--results", str(out / "results.json"),
                  "--out", str(metrics_path)]) == 0
@@ -143,8 +143,8 @@ def test_the_whole_infer_path_never_imports_torch(tiny_onnx, tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from slimpose.cli import main
-        for source in ({str(image)!r}, {str(video)!r}):
-            rc = main(['infer', {str(tiny_onnx)!r}, source, '--detector', {detector!r}, '--out', {str(tmp_path / 'o')!r},
+        for source, out in (({str(image)!r}, {str(tmp_path / 'o1')!r}), ({str(video)!r}, {str(tmp_path / 'o2')!r})):
+            rc = main(['infer', {str(tiny_onnx)!r}, source, '--detector', {detector!r}, '--out', out,
                        '--threads', '1', '--det-every', '2', '--smooth'])
             assert rc == 0, rc
         from slimpose.inference import pipeline, tracking, detectors  # the Python API too
@@ -164,4 +164,4 @@ def test_show_without_a_display_says_so_and_still_writes_results(tiny_onnx, coco
                  "--threads", "1"]) == 0
     assert "no display here; --show ignored" in capsys.readouterr().err
     assert len(json.loads((out / "results.json").read_text())) == 1
-    assert (out / "000000343803_pose.jpg").is_file()  # --show implies drawing, kept on disk
+    assert (out / "000000343803.jpg_pose.jpg").is_file()  # --show implies drawing, kept on disk
