@@ -1,6 +1,6 @@
 """``slimpose infer``: photos → COCO results that ``slimpose eval`` scores, videos → one
-record per frame, one-line errors for bad input (results already written are kept),
-and no torch anywhere on the path."""
+record per frame, one-line errors for bad input, a folder's unreadable images skipped
+and named, and no torch anywhere on the path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from infer_testdata import COCO_VAL, COCO_VAL_ANN, ENV, YOLOX, need, textured_image
+from infer_testdata import COCO_VAL, COCO_VAL_ANN, ENV, YOLOX, infer_cli, need, textured_image, write_images
 from slimpose.cli import main
 
 COCO_IMAGES = ("000000343803.jpg", "000000350679.jpg")
@@ -118,17 +118,21 @@ def test_bad_input_is_one_line_error(tiny_onnx, tmp_path, capsys):
     assert "lies outside image" in _error_of(capsys, ["infer", model, str(image), "--detector", f"boxes:{far}", *out])
 
 
-def test_results_written_before_an_error_are_kept(tiny_onnx, tmp_path, capsys):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(folder / f"a{i}.png"), textured_image(i, 60, 50))
-    (folder / "z_broken.png").write_text("truncated")
+def test_unreadable_images_in_a_folder_are_skipped_named_and_fail_the_run(tiny_onnx, tmp_path):
+    folder = write_images(tmp_path / "photos", ["a.png", "z.png"])
+    (folder / "b_broken.png").write_text("truncated")
+    (folder / "c_empty.jpg").write_bytes(b"")
     out = tmp_path / "out"
-    err = _error_of(capsys, ["infer", str(tiny_onnx), str(folder), "--out", str(out), "--threads", "1"])
-    assert "z_broken.png" in err
-    results = json.loads((out / "results.json").read_text())
-    assert {r["image_id"] for r in results} == {"a0.png", "a1.png"}
+    proc = infer_cli(tiny_onnx, folder, "--out", out)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "slimpose infer: 2 of 4 images could not be read and were skipped: b_broken.png (cannot be decoded as an "
+        "image), c_empty.jpg (empty file)")
+    # the images before and after the bad ones are done
+    assert {r["image_id"] for r in json.loads((out / "results.json").read_text())} == {"a.png", "z.png"}
+    assert sorted(p.name for p in out.glob("*_pose.jpg")) == ["a.png_pose.jpg", "z.png_pose.jpg"]
+    assert "2 of 4 images could not be read" in json.loads((out / "infer_run.json").read_text())["status"]
 
 
 def test_the_whole_infer_path_never_imports_torch(tiny_onnx, tmp_path):

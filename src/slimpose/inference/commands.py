@@ -71,9 +71,10 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per model")
     p.add_argument("--decode", choices=("argmax", "dark", "softargmax"), help="override the file's heatmap decoding")
     p.add_argument("--thr", type=float, default=0.3, help="keypoint score threshold for drawing and tracking")
-    p.epilog = ("Exit status: 0 when every input was read; 2 for bad input or options (one line naming the file "
-                "or option); 130 / 143 after Ctrl-C / SIGTERM, which stop the run after the current image or frame "
-                "with its results written (a second one stops at once).")
+    p.epilog = ("Exit status: 0 when every input was read; 1 when some images of a folder could not be read (each "
+                "is skipped, and all are named at the end; the others are kept); 2 for bad input or options (one "
+                "line naming the file or option); 130 / 143 after Ctrl-C / SIGTERM, which stop the run after the "
+                "current image or frame with its results written (a second one stops at once).")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -226,6 +227,7 @@ class InferRun:
         self.stop = StopSignals()
         self.results: list | dict | None = None  # what results.json holds, once the run has started
         self.total: int | None = None  # images in the source, or frames the video declares
+        self.unreadable: list[str] = []  # "name (problem)" of each image skipped
         self.frames = self.people = 0
         self.drawing_s = 0.0
         self.quit = False
@@ -271,7 +273,12 @@ class InferRun:
         self.folder.claim(self.args.source, self.model_path,
                           [] if self.args.no_draw else [drawing_name(p) for p in paths])
         for path in tqdm(paths, desc="images", unit="img", disable=None if len(paths) > 1 else True):
-            image = read_image(path)
+            try:
+                image = read_image(path)
+            except DataError as e:  # one bad file in a folder: skipped, named at the end
+                self.unreadable.append(f"{path.name} ({e.problem})")
+                tqdm.write(f"{path.name}: skipped: {e.problem}")
+                continue
             people = self.tracker.estimate(image, image_id=path)
             image_id = coco_image_id(path)
             self.results += [{"image_id": image_id, "category_id": 1, "bbox": _round(p.box_xywh),
@@ -359,15 +366,18 @@ class InferRun:
 
     def outcome(self) -> tuple[int, list[str]]:
         """The exit status, and a line for each reason it is not 0: a stop signal (128 +
-        its number, as a shell reports it)."""
+        its number, as a shell reports it), or skipped images (1)."""
         lines = []
+        if self.unreadable:
+            lines.append(f"{len(self.unreadable)} of {self.total} images could not be read and were skipped: "
+                         f"{', '.join(self.unreadable)}")
         if self.stop.received is not None:
             photos = self.kind in ("image", "folder")
             done = f"{self.frames} of {self.total} images" if photos else f"{self.frames} frames"
             lines.append(f"stopped by {self.stop.received.name} after {done}; {self.folder.results_path} holds "
                          f"their results")
             return 128 + self.stop.received, lines
-        return 0, lines
+        return (1 if lines else 0), lines
 
 
 def run_infer(args: argparse.Namespace) -> int:
