@@ -72,9 +72,10 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode", choices=("argmax", "dark", "softargmax"), help="override the file's heatmap decoding")
     p.add_argument("--thr", type=float, default=0.3, help="keypoint score threshold for drawing and tracking")
     p.epilog = ("Exit status: 0 when every input was read; 1 when some images of a folder could not be read (each "
-                "is skipped, and all are named at the end; the others are kept); 2 for bad input or options (one "
-                "line naming the file or option); 130 / 143 after Ctrl-C / SIGTERM, which stop the run after the "
-                "current image or frame with its results written (a second one stops at once).")
+                "is skipped, and all are named at the end) or a video cannot be decoded up to the frame count its "
+                "file declares (the frames read are kept); 2 for bad input or options (one line naming the file "
+                "or option); 130 / 143 after Ctrl-C / SIGTERM, which stop the run after the current image or frame "
+                "with its results written (a second one stops at once).")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -228,6 +229,7 @@ class InferRun:
         self.results: list | dict | None = None  # what results.json holds, once the run has started
         self.total: int | None = None  # images in the source, or frames the video declares
         self.unreadable: list[str] = []  # "name (problem)" of each image skipped
+        self.undecoded: str | None = None  # why a video ended before its declared frame count
         self.frames = self.people = 0
         self.drawing_s = 0.0
         self.quit = False
@@ -305,9 +307,9 @@ class InferRun:
 
         cap = open_capture(self.args.source, self.kind)
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "video" else 0
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "video" else 0
         limit = self.args.max_frames
-        total = min(total, limit) if limit and total > 0 else (total or limit)
+        total = min(declared, limit) if limit and declared > 0 else (declared or limit)
         self.total = total or None
         name = Path(self.args.source).stem if self.kind == "video" else f"camera{self.args.source}"
         layout = self.tracker.pose.layout
@@ -321,6 +323,11 @@ class InferRun:
             while not self.stopping and (not limit or self.frames < limit):
                 ok, frame = cap.read()
                 if not ok:
+                    if self.kind == "video" and self.frames < total:
+                        self.undecoded = (f"{self.args.source}: SOURCE: only {self.frames} of the {declared} frames "
+                                          f"the file declares could be decoded (a damaged or cut-short video); "
+                                          f"{self.folder.results_path} holds those {self.frames}, numbered in the "
+                                          f"order read")
                     break
                 people = self.tracker(frame, timestamp=self.frames / fps)
                 record["frames"].append({
@@ -366,11 +373,13 @@ class InferRun:
 
     def outcome(self) -> tuple[int, list[str]]:
         """The exit status, and a line for each reason it is not 0: a stop signal (128 +
-        its number, as a shell reports it), or skipped images (1)."""
+        its number, as a shell reports it), skipped images or an undecodable video (1)."""
         lines = []
         if self.unreadable:
             lines.append(f"{len(self.unreadable)} of {self.total} images could not be read and were skipped: "
                          f"{', '.join(self.unreadable)}")
+        if self.undecoded:
+            lines.append(self.undecoded)
         if self.stop.received is not None:
             photos = self.kind in ("image", "folder")
             done = f"{self.frames} of {self.total} images" if photos else f"{self.frames} frames"
