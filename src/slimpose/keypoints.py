@@ -27,6 +27,14 @@ class KeypointLayout:
     groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Names are read as text (drawing picks a joint's colour from its name's prefix);
+        # a layout from a file's metadata may hold anything.
+        if not isinstance(self.name, str):
+            raise TypeError(f"layout name must be a string, got {self.name!r}")
+        wrong = [(i, n) for i, n in enumerate(self.names) if not isinstance(n, str)]
+        if wrong:
+            i, n = wrong[0]
+            raise TypeError(f"layout {self.name!r}: joint names must be strings, got {n!r} at index {i}")
         k = len(self.names)
         if len(self.sigmas) != k:
             raise ValueError(f"layout {self.name!r}: {len(self.sigmas)} sigmas for {k} keypoints")

@@ -4,6 +4,8 @@ with its own name, so that it never collides with another folder's conftest)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -21,6 +23,7 @@ LSPET = SHARED / "data" / "lspet"
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
        "OMP_NUM_THREADS": "1"}
 POSE_SIZE = (64, 48)
+INFER = (sys.executable, "-m", "slimpose", "infer")
 
 
 def need(path: Path) -> Path:
@@ -32,3 +35,17 @@ def need(path: Path) -> Path:
 def textured_image(seed: int, h: int, w: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (5, 5), 2)
+
+
+def infer_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``slimpose infer ARGS --threads 1`` in a subprocess (text output captured)."""
+    return subprocess.run([*INFER, *map(str, args), "--threads", "1"], capture_output=True, text=True, env=ENV,
+                          timeout=timeout)
+
+
+def write_images(folder: Path, names, h: int = 30, w: int = 40) -> Path:
+    """Small textured pictures under ``names`` (the extension picks the format)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        assert cv2.imwrite(str(folder / name), textured_image(i, h, w))
+    return folder

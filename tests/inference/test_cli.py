@@ -1,6 +1,6 @@
 """``slimpose infer``: photos → COCO results that ``slimpose eval`` scores, videos → one
-record per frame, one-line errors for bad input (results already written are kept),
-and no torch anywhere on the path."""
+record per frame, one-line errors for bad input, a folder's unreadable images skipped
+and named, and no torch anywhere on the path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from infer_testdata import COCO_VAL, COCO_VAL_ANN, ENV, YOLOX, need, textured_image
+from infer_testdata import COCO_VAL, COCO_VAL_ANN, ENV, YOLOX, infer_cli, need, textured_image, write_images
 from slimpose.cli import main
 
 COCO_IMAGES = ("000000343803.jpg", "000000350679.jpg")
@@ -48,7 +48,7 @@ def test_photos_give_coco_results_that_eval_scores(tiny_onnx, coco_folder, tmp_p
     assert {r["image_id"] for r in results} == {343803, 350679}
     r = results[0]
     assert r["category_id"] == 1 and len(r["bbox"]) == 4 and len(r["keypoints"]) == 17 * 3
-    assert sorted(p.name for p in out.glob("*_pose.jpg")) == ["000000343803_pose.jpg", "000000350679_pose.jpg"]
+    assert sorted(p.name for p in out.glob("*_pose.jpg")) == ["000000343803.jpg_pose.jpg", "000000350679.jpg_pose.jpg"]
     metrics_path = tmp_path / "metrics.json"
     assert main(["eval", "--ann", str(COCO_VAL_ANN), "--results", str(out / "results.json"),
                  "--out", str(metrics_path)]) == 0
@@ -118,17 +118,21 @@ def test_bad_input_is_one_line_error(tiny_onnx, tmp_path, capsys):
     assert "lies outside image" in _error_of(capsys, ["infer", model, str(image), "--detector", f"boxes:{far}", *out])
 
 
-def test_results_written_before_an_error_are_kept(tiny_onnx, tmp_path, capsys):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(folder / f"a{i}.png"), textured_image(i, 60, 50))
-    (folder / "z_broken.png").write_text("truncated")
+def test_unreadable_images_in_a_folder_are_skipped_named_and_fail_the_run(tiny_onnx, tmp_path):
+    folder = write_images(tmp_path / "photos", ["a.png", "z.png"])
+    (folder / "b_broken.png").write_text("truncated")
+    (folder / "c_empty.jpg").write_bytes(b"")
     out = tmp_path / "out"
-    err = _error_of(capsys, ["infer", str(tiny_onnx), str(folder), "--out", str(out), "--threads", "1"])
-    assert "z_broken.png" in err
-    results = json.loads((out / "results.json").read_text())
-    assert {r["image_id"] for r in results} == {"a0.png", "a1.png"}
+    proc = infer_cli(tiny_onnx, folder, "--out", out)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "slimpose infer: 2 of 4 images could not be read and were skipped: b_broken.png (cannot be decoded as an "
+        "image), c_empty.jpg (empty file)")
+    # the images before and after the bad ones are done
+    assert {r["image_id"] for r in json.loads((out / "results.json").read_text())} == {"a.png", "z.png"}
+    assert sorted(p.name for p in out.glob("*_pose.jpg")) == ["a.png_pose.jpg", "z.png_pose.jpg"]
+    assert "2 of 4 images could not be read" in json.loads((out / "infer_run.json").read_text())["status"]
 
 
 def test_the_whole_infer_path_never_imports_torch(tiny_onnx, tmp_path):
@@ -143,8 +147,8 @@ def test_the_whole_infer_path_never_imports_torch(tiny_onnx, tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from slimpose.cli import main
-        for source in ({str(image)!r}, {str(video)!r}):
-            rc = main(['infer', {str(tiny_onnx)!r}, source, '--detector', {detector!r}, '--out', {str(tmp_path / 'o')!r},
+        for source, out in (({str(image)!r}, {str(tmp_path / 'o1')!r}), ({str(video)!r}, {str(tmp_path / 'o2')!r})):
+            rc = main(['infer', {str(tiny_onnx)!r}, source, '--detector', {detector!r}, '--out', out,
                        '--threads', '1', '--det-every', '2', '--smooth'])
             assert rc == 0, rc
         from slimpose.inference import pipeline, tracking, detectors  # the Python API too
@@ -164,4 +168,4 @@ def test_show_without_a_display_says_so_and_still_writes_results(tiny_onnx, coco
                  "--threads", "1"]) == 0
     assert "no display here; --show ignored" in capsys.readouterr().err
     assert len(json.loads((out / "results.json").read_text())) == 1
-    assert (out / "000000343803_pose.jpg").is_file()  # --show implies drawing, kept on disk
+    assert (out / "000000343803.jpg_pose.jpg").is_file()  # --show implies drawing, kept on disk

@@ -2,15 +2,18 @@
 
 Photos give ``DIR/results.json`` as a COCO keypoint results list (scored by
 ``slimpose eval --ann ANN --results DIR/results.json``); videos and cameras one record
-per frame with track ids. Drawn pictures / a drawn video go beside it.
+per frame with track ids. Drawn pictures / a drawn video go beside it, and
+``DIR/infer_run.json`` lists them and says whether the run finished (see
+:mod:`slimpose.inference.outputs` for what the folder guarantees).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import cv2
 import numpy as np
 
 from slimpose.errors import DataError, SlimposeError
+from slimpose.inference.outputs import OutputFolder, check_out_folder, drawing_name
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt")
@@ -38,7 +42,15 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
                         "image, refined by the pose; default), or 'boxes:FILE.json' (COCO detection results, or "
                         "a COCO annotation file's ground-truth boxes)")
     p.add_argument("--out", metavar="DIR", default="slimpose_infer",
-                   help="where results.json and the drawings go (default: ./slimpose_infer)")
+                   help="where results.json, infer_run.json and the drawings go (default: ./slimpose_infer); not "
+                        "inside a source folder. A photo's drawing is named after its whole file name (a.jpg -> "
+                        "a.jpg_pose.jpg, a.png -> a.png_pose.jpg), a video's NAME_pose.mp4. results.json is "
+                        "rewritten whole as the run goes: after Ctrl-C or SIGTERM it holds every image done, after a "
+                        "kill those done by its last rewrite (every few seconds); infer_run.json lists the run's "
+                        "files and says 'running' until the run has ended")
+    p.add_argument("--overwrite", action="store_true",
+                   help="use an --out that holds an earlier run's outputs: the files that run listed in its "
+                        "infer_run.json are removed first (without it such a folder is refused)")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
     p.add_argument("--det-every", type=int, default=1, metavar="N",
                    help="video: run the detector every N frames (and when a person is lost); between, each "
@@ -59,6 +71,11 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per model")
     p.add_argument("--decode", choices=("argmax", "dark", "softargmax"), help="override the file's heatmap decoding")
     p.add_argument("--thr", type=float, default=0.3, help="keypoint score threshold for drawing and tracking")
+    p.epilog = ("Exit status: 0 when every input was read; 1 when some images of a folder could not be read (each "
+                "is skipped, and all are named at the end) or a video cannot be decoded up to the frame count its "
+                "file declares (the frames read are kept); 2 for bad input or options (one line naming the file "
+                "or option); 130 / 143 after Ctrl-C / SIGTERM, which stop the run after the current image or frame "
+                "with its results written (a second one stops at once).")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -144,13 +161,6 @@ def open_capture(source: str, kind: str) -> cv2.VideoCapture:
     return cap
 
 
-def write_results(path: Path, data) -> None:
-    """Temp file then rename: a results file is always complete, whatever stopped the run."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    os.replace(tmp, path)
-
-
 def _has_display() -> bool:
     return sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
@@ -160,6 +170,34 @@ def _round(values, digits: int = 2) -> list:
 
 
 # --------------------------------------------------------------------------- the run
+
+
+class StopSignals:
+    """While entered, SIGINT (Ctrl-C) and SIGTERM (``timeout``, ``docker stop``, systemd)
+    ask the run to stop after the current image or frame, so that its results are
+    written; a second signal stops at once (KeyboardInterrupt). Outside the main thread,
+    where Python cannot install handlers, signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: signal.Signals | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum)
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
 
 
 class InferRun:
@@ -174,22 +212,31 @@ class InferRun:
             raise SlimposeError(f"--det-every must be >= 1, got {args.det_every}")
         self.args = args
         self.kind = source_kind(args.source)
-        estimator = OnnxPoseEstimator(resolve_model(args.model), threads=args.threads, decode=args.decode)
+        self.folder = OutputFolder(Path(args.out), args.overwrite)
+        check_out_folder(self.folder.path, Path(args.source) if self.kind == "folder" else None)
+        self.model_path = resolve_model(args.model)
+        estimator = OnnxPoseEstimator(self.model_path, threads=args.threads, decode=args.decode)
         _check_layout(estimator, args.layout)
         detector = build_detector(args.detector, score_thr=args.det_score_thr, nms_iou=args.nms_iou,
                                   person_class=args.person_class, threads=args.threads, input_size=args.det_input)
         self.tracker = PoseTracker(estimator, detector, flip=args.flip, det_every=args.det_every, smooth=args.smooth,
                                    min_cutoff=args.min_cutoff, beta=args.beta, kpt_thr=args.thr)
-        self.out = Path(args.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.results_path = self.out / "results.json"
         self.draw = not args.no_draw or args.show
         self.show = args.show and _has_display()
         if args.show and not self.show:
             print("slimpose infer: no display here; --show ignored", file=sys.stderr)
+        self.stop = StopSignals()
+        self.results: list | dict | None = None  # what results.json holds, once the run has started
+        self.total: int | None = None  # images in the source, or frames the video declares
+        self.unreadable: list[str] = []  # "name (problem)" of each image skipped
+        self.undecoded: str | None = None  # why a video ended before its declared frame count
         self.frames = self.people = 0
         self.drawing_s = 0.0
         self.quit = False
+
+    @property
+    def stopping(self) -> bool:
+        return self.quit or self.stop.received is not None
 
     def drawn(self, image: np.ndarray, people, with_ids: bool) -> np.ndarray:
         from slimpose.inference.draw import draw_box, draw_pose
@@ -208,40 +255,51 @@ class InferRun:
         return canvas
 
     # ------------------------------------------------------------------ photos
+    def photo_paths(self) -> list[Path]:
+        from slimpose.data.sources import read_image
+        from slimpose.deploy.runtime import list_images
+
+        if self.kind == "folder":
+            return list_images(self.args.source)
+        # One unreadable image given alone is bad input, refused before --out is touched.
+        read_image(self.args.source)
+        return [Path(self.args.source)]
+
     def photos(self) -> None:
         from tqdm import tqdm
 
         from slimpose.data.sources import read_image
-        from slimpose.deploy.runtime import list_images
 
-        paths = list_images(self.args.source) if self.kind == "folder" else [Path(self.args.source)]
-        results: list[dict] = []
-        try:
-            for path in tqdm(paths, desc="images", unit="img", disable=None if len(paths) > 1 else True):
+        paths = self.photo_paths()
+        self.total, self.results = len(paths), []
+        self.folder.claim(self.args.source, self.model_path,
+                          [] if self.args.no_draw else [drawing_name(p) for p in paths])
+        for path in tqdm(paths, desc="images", unit="img", disable=None if len(paths) > 1 else True):
+            try:
                 image = read_image(path)
-                people = self.tracker.estimate(image, image_id=path)
-                image_id = coco_image_id(path)
-                results += [{"image_id": image_id, "category_id": 1, "bbox": _round(p.box_xywh),
-                             "score": round(p.score, 5),
-                             "keypoints": _round(np.concatenate([p.keypoints, p.keypoint_scores[:, None]], 1)
-                                                 .reshape(-1), 3)} for p in people]
-                self.frames += 1
-                self.people += len(people)
-                line = f"{path.name}: {len(people)} people"
-                if people:
-                    line += f", best score {max(p.score for p in people):.2f}"
-                if self.draw:
-                    canvas = self.drawn(image, people, with_ids=False)
-                    if not self.args.no_draw:
-                        target = self.out / f"{path.stem}_pose.jpg"
-                        if not cv2.imwrite(str(target), canvas):
-                            raise DataError(str(target), "--out", "cannot write the drawing")
-                        line += f" -> {target}"
-                tqdm.write(line)
-                if self.quit:
-                    break
-        finally:
-            write_results(self.results_path, results)
+            except DataError as e:  # one bad file in a folder: skipped, named at the end
+                self.unreadable.append(f"{path.name} ({e.problem})")
+                tqdm.write(f"{path.name}: skipped: {e.problem}")
+                continue
+            people = self.tracker.estimate(image, image_id=path)
+            image_id = coco_image_id(path)
+            self.results += [{"image_id": image_id, "category_id": 1, "bbox": _round(p.box_xywh),
+                              "score": round(p.score, 5),
+                              "keypoints": _round(np.concatenate([p.keypoints, p.keypoint_scores[:, None]], 1)
+                                                  .reshape(-1), 3)} for p in people]
+            self.frames += 1
+            self.people += len(people)
+            line = f"{path.name}: {len(people)} people"
+            if people:
+                line += f", best score {max(p.score for p in people):.2f}"
+            if self.draw:
+                canvas = self.drawn(image, people, with_ids=False)
+                if not self.args.no_draw:
+                    line += f" -> {self.folder.write_drawing(drawing_name(path), canvas)}"
+            tqdm.write(line)
+            self.folder.save_results(self.results)
+            if self.stopping:
+                break
 
     # ------------------------------------------------------------------ video and camera
     def video(self) -> None:
@@ -249,19 +307,27 @@ class InferRun:
 
         cap = open_capture(self.args.source, self.kind)
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "video" else 0
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "video" else 0
         limit = self.args.max_frames
-        total = min(total, limit) if limit and total > 0 else (total or limit)
+        total = min(declared, limit) if limit and declared > 0 else (declared or limit)
+        self.total = total or None
         name = Path(self.args.source).stem if self.kind == "video" else f"camera{self.args.source}"
         layout = self.tracker.pose.layout
         record = {"source": self.args.source, "fps": fps, "layout": layout.name, "keypoint_names": list(layout.names),
                   "frames": []}
+        self.results = record
+        self.folder.claim(self.args.source, self.model_path, [] if self.args.no_draw else [f"{name}_pose.mp4"])
         writer = None
         bar = tqdm(total=total or None, desc=name, unit="frame", disable=None)
         try:
-            while not self.quit and (not limit or self.frames < limit):
+            while not self.stopping and (not limit or self.frames < limit):
                 ok, frame = cap.read()
                 if not ok:
+                    if self.kind == "video" and self.frames < total:
+                        self.undecoded = (f"{self.args.source}: SOURCE: only {self.frames} of the {declared} frames "
+                                          f"the file declares could be decoded (a damaged or cut-short video); "
+                                          f"{self.folder.results_path} holds those {self.frames}, numbered in the "
+                                          f"order read")
                     break
                 people = self.tracker(frame, timestamp=self.frames / fps)
                 record["frames"].append({
@@ -278,20 +344,20 @@ class InferRun:
                     if not self.args.no_draw:
                         writer = writer or self._writer(name, fps, frame.shape)
                         writer.write(canvas)
+                self.folder.save_results(record)
                 bar.update()
         finally:
             bar.close()
             cap.release()
             if writer is not None:
                 writer.release()
-            write_results(self.results_path, record)
         if self.frames == 0:
             raise DataError(self.args.source, "SOURCE", "no frame could be read from the video")
         if writer is not None:
-            print(f"wrote {self.out / (name + '_pose.mp4')}")
+            print(f"wrote {self.folder.path / (name + '_pose.mp4')}")
 
     def _writer(self, name: str, fps: float, shape) -> cv2.VideoWriter:
-        target = self.out / f"{name}_pose.mp4"
+        target = self.folder.path / f"{name}_pose.mp4"
         writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (shape[1], shape[0]))
         if not writer.isOpened():
             raise DataError(str(target), "--out", "OpenCV cannot write an mp4v video here")
@@ -305,15 +371,42 @@ class InferRun:
                 f"{1e3 * t['detector'] / n:.1f} ms ({self.tracker.detector_calls} calls), pose "
                 f"{1e3 * t['pose'] / n:.1f} ms, drawing {1e3 * self.drawing_s / n:.1f} ms")
 
+    def outcome(self) -> tuple[int, list[str]]:
+        """The exit status, and a line for each reason it is not 0: a stop signal (128 +
+        its number, as a shell reports it), skipped images or an undecodable video (1)."""
+        lines = []
+        if self.unreadable:
+            lines.append(f"{len(self.unreadable)} of {self.total} images could not be read and were skipped: "
+                         f"{', '.join(self.unreadable)}")
+        if self.undecoded:
+            lines.append(self.undecoded)
+        if self.stop.received is not None:
+            photos = self.kind in ("image", "folder")
+            done = f"{self.frames} of {self.total} images" if photos else f"{self.frames} frames"
+            lines.append(f"stopped by {self.stop.received.name} after {done}; {self.folder.results_path} holds "
+                         f"their results")
+            return 128 + self.stop.received, lines
+        return (1 if lines else 0), lines
+
 
 def run_infer(args: argparse.Namespace) -> int:
     run = InferRun(args)
     start = time.perf_counter()
-    try:
-        (run.video if run.kind in ("video", "camera") else run.photos)()
-    finally:
-        if run.show:
-            cv2.destroyAllWindows()
+    status = "stopped before the end (an error, or a second interrupt)"
+    with run.stop:
+        try:
+            (run.video if run.kind in ("video", "camera") else run.photos)()
+            code, lines = run.outcome()
+            status = "; ".join(lines) or ("stopped with q in the --show window" if run.quit else "finished")
+        except SlimposeError as e:
+            status = f"failed: {e}"
+            raise
+        finally:
+            if run.show:
+                cv2.destroyAllWindows()
+            run.folder.finish(run.results, status)
     print(run.summary(time.perf_counter() - start))
-    print(f"wrote {run.results_path}")
-    return 0
+    print(f"wrote {run.folder.results_path}")
+    for line in lines:
+        print(f"slimpose infer: {line}", file=sys.stderr)
+    return code
