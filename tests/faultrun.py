@@ -6,9 +6,9 @@
 
 ``kill-*-replace``: SIGKILL this process just before / just after the N-th time a file
 named NAME is put in place by a rename (every slimpose output is written to a temporary
-file and renamed): a crash between two writes. ``disk-full``: the N-th file opened for
-writing whose name contains NAME gets ``OSError(ENOSPC)`` after its first bytes, as on a
-full disk. Nothing in slimpose knows about this script.
+file and renamed): a crash between two writes. ``disk-full``: from the N-th file opened
+for writing whose name contains NAME on, each such file gets ``OSError(ENOSPC)`` after its
+first bytes, as on a disk that filled up. Nothing in slimpose knows about this script.
 """
 
 import builtins
@@ -20,14 +20,14 @@ import sys
 from pathlib import Path
 
 
-def _count_calls(name: str, nth: int):
+def _count_calls(name: str, nth: int, and_after: bool = False):
     seen = 0
 
     def is_due(path) -> bool:
         nonlocal seen
         if name in Path(os.fsdecode(path)).name:
             seen += 1
-            return seen == nth
+            return seen == nth or (and_after and seen > nth)
         return False
     return is_due
 
@@ -74,7 +74,7 @@ class _FillingFile:
 
 def fill_disk_at(name: str, nth: int) -> None:
     real_open = builtins.open
-    due = _count_calls(name, nth)
+    due = _count_calls(name, nth, and_after=True)
 
     def open_(file, mode="r", *args, **kwargs):
         f = real_open(file, mode, *args, **kwargs)

@@ -8,14 +8,17 @@ class SlimposeError(Exception):
 class DataError(SlimposeError):
     """Bad or missing input data. The message names the file and the field."""
 
-    def __init__(self, source: str, field: str, problem: str):
+    def __init__(self, source: str, field: str | None = None, problem: str | None = None):
+        if field is None and problem is None:
+            # A DataLoader worker's exception reaches the main process as
+            # type(text of its traceback), whose last line is the worker's message.
+            lines = str(source).strip().splitlines() or [""]
+            message = lines[-1].split(f"{type(self).__name__}: ", 1)[-1]
+            self.source, self.field, self.problem = message, "", ""
+            super().__init__(message)
+            return
         self.source, self.field, self.problem = str(source), field, problem
         super().__init__(f"{source}: {field}: {problem}")
-
-    def __reduce__(self):
-        # DataLoader workers send exceptions to the main process by pickling them, and the
-        # default pickling calls the class with the one formatted message.
-        return (type(self), (self.source, self.field, self.problem))
 
 
 class ConfigError(SlimposeError):

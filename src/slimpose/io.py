@@ -10,11 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from slimpose.errors import OutputError
+
+# atomic_path's temporary names: ".<stem>.<8 random characters of mkstemp>.tmp<suffix>".
+_TEMPORARY_NAME = re.compile(r"^\..*\.[a-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 
 def _umask() -> int:
@@ -32,6 +38,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     result gets ordinary permissions (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -77,3 +85,16 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def remove_temporary_files(folder: str | Path) -> int:
+    """Delete the temporary files a killed writer left in ``folder`` (never read by
+    anything: a write becomes visible only by its rename). Call only where no other
+    writer can be at work. Returns how many there were."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    leftovers = [p for p in folder.iterdir() if _TEMPORARY_NAME.match(p.name) and p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)

@@ -4,6 +4,7 @@ end-to-end and YOLOv8 formats, boxes files, and the errors for files of other ki
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from infer_testdata import COCO_VAL, NANODET, YOLOX, need, textured_image
+from infer_testdata import COCO_VAL, NANODET, YOLOX, infer_cli, need, textured_image, write_images
 from slimpose.errors import SlimposeError
 from slimpose.inference.detectors import (
     BoxesFileDetector,
@@ -170,3 +171,17 @@ def test_bad_boxes_files_name_the_field(tmp_path, content, field):
     path.write_text(json.dumps(content))
     with pytest.raises(SlimposeError, match=field):
         BoxesFileDetector(path)(textured_image(3, 100, 200), 1)
+
+
+@pytest.mark.parametrize("record, field", [
+    ({"image_id": [1], "bbox": [0, 0, 10, 10], "score": 0.9}, r"\[0\]\.image_id: expected an id or a file name"),
+    ({"image_id": "p.png", "bbox": [0, 0, 10, 10], "score": float("nan")}, r"\[0\]\.score: expected a finite number"),
+    ({"image_id": "p.png", "bbox": [0, float("nan"), 10, 10]}, r"\[0\]\.bbox: expected \[x, y, w, h\] finite"),
+])
+def test_infer_refuses_a_boxes_file_with_a_bad_entry_in_one_line(tiny_onnx, tmp_path, record, field):
+    photos = write_images(tmp_path / "photos", ["p.png"])
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([record]))  # json writes NaN, as numpy-based tools do
+    done = infer_cli(tiny_onnx, photos / "p.png", "--detector", f"boxes:{boxes}", "--out", tmp_path / "out")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert re.search(field, done.stderr) and len(done.stderr.strip().splitlines()) == 1, done.stderr

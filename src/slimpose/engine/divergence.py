@@ -24,6 +24,14 @@ class LossWatch:
         self.level: float | None = None
         self.seen = 0
 
+    def state(self) -> dict:
+        return {"level": self.level, "seen": self.seen}
+
+    def load_state(self, state: dict | None) -> None:
+        """Continue from a checkpoint's level (none in checkpoints older than the watch)."""
+        if state:
+            self.level, self.seen = state["level"], state["seen"]
+
     def problem(self, loss: float) -> str | None:
         """Why ``loss`` shows divergence, or None (and it joins the level)."""
         if not math.isfinite(loss):

@@ -13,15 +13,13 @@ from pathlib import Path
 
 from slimpose.engine.checkpoint import load_checkpoint
 from slimpose.errors import CheckpointError, ConfigError
-from slimpose.io import atomic_path, atomic_write, write_json_atomic
+from slimpose.io import atomic_path, atomic_write, remove_temporary_files, write_json_atomic
 
 # What the trainer writes; anything else in the folder belongs to the user.
 RUN_FILES = ("config.yaml", "last.pth", "best.pth", "log.jsonl", "summary.json")
 RUN_GLOBS = ("stage*_best.pth",)
 RUN_FOLDERS = ("val_predictions",)
 LOCK_FILE = ".slimpose.lock"
-# slimpose.io.atomic_path's temporary names: ".<stem>.<random>.tmp<suffix>".
-TEMPORARY_GLOB = ".*.tmp*"
 
 
 def resume_command(work_dir: Path) -> str:
@@ -34,17 +32,6 @@ def run_files(work_dir: Path) -> list[Path]:
     for pattern in RUN_GLOBS:
         found += sorted(work_dir.glob(pattern))
     return found
-
-
-def _remove_temporary_files(work_dir: Path) -> None:
-    """Delete what a killed writer left half-written (never read by anything: a write
-    becomes visible only by its final rename)."""
-    leftovers = []
-    for folder in (work_dir, *(work_dir / name for name in RUN_FOLDERS)):
-        if folder.is_dir():
-            leftovers += [p for p in folder.glob(TEMPORARY_GLOB) if p.is_file()]
-    for path in leftovers:
-        path.unlink(missing_ok=True)
 
 
 def claim_work_dir(work_dir: Path, overwrite: bool, resume_hint: str) -> None:
@@ -89,7 +76,8 @@ def locked_work_dir(work_dir: Path) -> Iterator[None]:
                               f"to end or choose another --work-dir") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        _remove_temporary_files(work_dir)
+        for folder in (work_dir, *(work_dir / name for name in RUN_FOLDERS)):
+            remove_temporary_files(folder)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -113,13 +101,15 @@ def describe_differences(diffs: list[tuple[str, object, object]]) -> str:
 
 
 def keep_previous_config_file(work_dir: Path, epoch: int) -> Path:
-    """Move the run's config.yaml aside before a changed config replaces it."""
+    """Copy the run's config.yaml aside before a changed config replaces it (a copy: if
+    writing the new one fails, config.yaml stays as it was)."""
     kept = work_dir / f"config.until_epoch{epoch}.yaml"
     n = 1
     while kept.exists():
         n += 1
         kept = work_dir / f"config.until_epoch{epoch}.{n}.yaml"
-    (work_dir / "config.yaml").replace(kept)
+    with atomic_path(kept) as tmp:
+        shutil.copyfile(work_dir / "config.yaml", tmp)
     return kept
 
 

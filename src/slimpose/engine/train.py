@@ -263,6 +263,7 @@ class Trainer:
             "improved": improved,
             "log": self.records,
             "summary": summary,
+            "loss_level": self.loss_watch.state(),
         }
 
     def _commit(self, improved: list[str], summary: dict | None) -> None:
@@ -311,6 +312,7 @@ class Trainer:
         self.state = _State(ckpt["stage"], ckpt["epoch"], ckpt["best"], ckpt["best_epoch"], ckpt["stage_best"],
                             ckpt["iters_in_stage"])
         set_rng_state(ckpt["rng"])
+        self.loss_watch.load_state(ckpt.get("loss_level"))
         if self.info.is_main:
             self.records = restore_run_files(self.work_dir, ckpt)
         if self.info.is_main:
@@ -415,6 +417,13 @@ class Trainer:
 
     def validate(self, out_dir: Path | None = None) -> dict:
         broadcast_buffers(self.model, self.info)
+        try:
+            return self._evaluate(out_dir)
+        except TrainingDiverged as e:
+            raise TrainingDiverged(f"{e} at epoch {self.state.epoch}; training stopped and "
+                                   f"{self._kept_checkpoint()}. Lower train.lr or add train.clip_grad") from None
+
+    def _evaluate(self, out_dir: Path | None) -> dict:
         return evaluate(self.model, self.val_set, self.codec, flip=self.cfg.test.flip,
                         batch_size=self.cfg.data.val_batch_size, workers=self.cfg.data.workers, info=self.info,
                         out_dir=out_dir, amp=self.amp)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from slimpose.errors import DataError, SlimposeError
+from slimpose.metrics.coco import is_finite_number, is_number_list
 
 YOLOX_STRIDES = (8, 16, 32)
 NANODET_MEAN_BGR = (103.53, 116.28, 123.675)
@@ -107,15 +109,22 @@ class BoxesFileDetector:
                 raise DataError(str(self.path), field, "expected an object with image_id and bbox")
             if rec.get("category_id", category_id) != category_id:
                 continue
+            image_id = rec["image_id"]
+            # an id, or the image's file name
+            if isinstance(image_id, bool) or not isinstance(image_id, (int, str)):
+                raise DataError(str(self.path), f"{field}.image_id", f"expected an id or a file name, got "
+                                f"{reprlib.repr(image_id)}")
             box = rec["bbox"]
-            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-                raise DataError(str(self.path), f"{field}.bbox", f"expected [x, y, w, h] numbers, got {box!r}")
+            if not (is_number_list(box, 4) and all(map(is_finite_number, box))):
+                raise DataError(str(self.path), f"{field}.bbox", f"expected [x, y, w, h] finite numbers, "
+                                f"got {reprlib.repr(box)}")
             if box[2] <= 0 or box[3] <= 0:
                 raise DataError(str(self.path), f"{field}.bbox", f"width and height must be > 0, got {box!r}")
             score = rec.get("score", 1.0)
-            if not isinstance(score, (int, float)):
-                raise DataError(str(self.path), f"{field}.score", f"expected a number, got {score!r}")
-            self.by_image.setdefault(rec["image_id"], []).append((i, [*box, float(score)]))
+            if not is_finite_number(score):
+                raise DataError(str(self.path), f"{field}.score", f"expected a finite number, got "
+                                f"{reprlib.repr(score)}")
+            self.by_image.setdefault(image_id, []).append((i, [*box, float(score)]))
 
     @staticmethod
     def _read(path: Path) -> list:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from slimpose.errors import DataError
-from slimpose.io import atomic_path, write_json_atomic
+from slimpose.io import atomic_path, remove_temporary_files, write_json_atomic
 
 RESULTS = "results.json"
 RECORD = "infer_run.json"
@@ -81,6 +81,7 @@ class OutputFolder:
         except OSError as e:
             raise DataError(str(self.path), "--out", f"cannot create the folder ({e.strerror or e})") from None
         self._clear_earlier_run([RESULTS, *outputs])
+        remove_temporary_files(self.path)  # a killed run's; a live one would have been refused above
         self.record = {"source": source, "model": str(model), "status": "running", "outputs": [RESULTS, *outputs]}
         write_json_atomic(self.path / RECORD, self.record)
 
