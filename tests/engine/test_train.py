@@ -56,8 +56,11 @@ def test_fused_optimizer_takes_the_same_steps_as_the_plain_one(kind):
     for model, optimizer in ((fused_model, fused), (plain_model, plain)):
         model(images).square().mean().backward()
         optimizer.step()
+    # A few float32 ulps of each weight (one ulp apart on AMD EPYC), and of the step (lr)
+    # where a weight is near zero.
+    ulps = 4 * torch.finfo(torch.float32).eps
     for (name, a), b in zip(fused_model.named_parameters(), plain_model.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=5e-8, msg=name)
+        torch.testing.assert_close(a, b, rtol=ulps, atol=ulps * 1e-3, msg=name)
     moved = [(a - start[name]).abs().max().item() for name, a in fused_model.named_parameters()]
     assert max(moved) == pytest.approx(1e-3, rel=0.01)  # Adam's first step moves by lr
 

@@ -315,7 +315,6 @@ class Trainer:
         self.loss_watch.load_state(ckpt.get("loss_level"))
         if self.info.is_main:
             self.records = restore_run_files(self.work_dir, ckpt)
-        if self.info.is_main:
             print(f"slimpose: resumed from {path} at stage {self.state.stage} epoch {self.state.epoch}")
         return True
 
@@ -368,8 +367,8 @@ class Trainer:
             with torch.autocast(self.info.device.type, enabled=self.amp):
                 output = self.net(images)
             loss = self.criterion(output.float(), target, weight)
-            shown = reduce_mean(loss.detach(), self.info)
-            problem = self.loss_watch.problem(shown.item())
+            shown = reduce_mean(loss.detach(), self.info).item()
+            problem = self.loss_watch.problem(shown)
             if problem:
                 raise TrainingDiverged(
                     f"{problem} at stage {s.stage}, epoch {s.epoch + 1}, iteration {i + 1} (lr {lr:.3g}): the run "
@@ -386,7 +385,7 @@ class Trainer:
                 self.ema.step(self.model)
             s.iters_in_stage += 1
             done += 1
-            loss_sum += float(shown)
+            loss_sum += shown
             seen += images.shape[0] * self.info.world_size
             if (i + 1) % max(tc.log_interval, 1) == 0 or i + 1 == n_iters:
                 bar.set_postfix(loss=f"{loss_sum / (i + 1):.3g}", lr=f"{lr:.2e}",
