@@ -25,7 +25,7 @@ def step_ms(model, optimizer: str, fused: bool, steps: int) -> float:
     import torch
 
     from slimpose.config import TrainConfig
-    from slimpose.engine.train import build_optimizer
+    from slimpose.engine.builders import build_optimizer
 
     opt = build_optimizer(TrainConfig(optimizer=optimizer, lr=1e-3, weight_decay=1e-4, fused_optimizer=fused), model)
     for p in model.parameters():

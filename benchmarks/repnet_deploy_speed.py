@@ -18,7 +18,7 @@ import time
 import torch
 
 from slimpose.deploy.complexity import count_macs, count_params
-from slimpose.deploy.reparam import reparameterize_model
+from slimpose.models.reparam import reparameterize_model
 from slimpose.models import build_model
 
 

@@ -25,13 +25,6 @@ import yaml
 from slimpose.errors import ConfigError
 from slimpose.io import atomic_write
 
-# Dense targets, per-position errors and sources of the joint of
-# losses.DecomposedRegressionLoss (train.decomposed_regression_target, _norm, _teacher).
-DECOMPOSED_TARGET_FORMS = ("gaussian", "displacement", "half_plane")
-DECOMPOSED_NORMS = ("mse", "l1")
-DECOMPOSED_TEACHERS = ("ground_truth", "auxiliary_heatmaps")
-
-
 @dataclass
 class DatasetConfig:
     type: str = "coco"  # coco | mpii | lsp (synthetic data is written in COCO format)
@@ -77,6 +70,10 @@ class ModelConfig:
     # Weights to start from (e.g. ImageNet RepVGG for RepNet's backbone): keys are mapped
     # by the model's registry weight filter and what does not fit is skipped and reported.
     pretrained: str = ""
+    # Options of the model's training head (slimpose.heads: its loss terms and what it does
+    # when a stage ends), checked by the head when the model is built; e.g. RepNet's
+    # pooled-RLE head: {dense_weight: 100, teacher: auxiliary_heatmaps, refit_crops: 4000}.
+    head: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -99,25 +96,6 @@ class TrainConfig:
     stages: int = 1
     restart_epoch: int = 0
     clip_grad: float = 0.0  # max gradient norm; 0 = off
-    # Pooled-regression models (RepNet): weight of the dense form of the regression
-    # (losses.DecomposedRegressionLoss) beside RLE, its target field (DECOMPOSED_TARGET_FORMS),
-    # the Gaussian field's sigma in feature-map cells, the per-position error (DECOMPOSED_NORMS)
-    # and where the field puts the joint (DECOMPOSED_TEACHERS). auxiliary_heatmap_weight
-    # trains the model's training-only heatmap decoder (model.kwargs.auxiliary_heatmaps,
-    # losses.AuxiliaryHeatmapLoss) on Gaussians of data.heatmap_sigma.
-    decomposed_regression_weight: float = 0.0
-    decomposed_regression_sigma: float = 1.0
-    decomposed_regression_target: str = "gaussian"
-    decomposed_regression_norm: str = "mse"
-    decomposed_regression_teacher: str = "ground_truth"
-    auxiliary_heatmap_weight: float = 0.0
-    # Pooled-regression models: when a stage ends, refit the final Linear's coordinate rows
-    # by ridge regression (penalty head_refit_ridge), Huber-robust beyond head_refit_huber of
-    # the crop (0 = plain least squares), to the teacher's joints on this many training crops
-    # and their mirror images, cropped as at test time (engine.refit); 0 crops = off.
-    head_refit_crops: int = 0
-    head_refit_ridge: float = 1.0
-    head_refit_huber: float = 0.05
     # Exponential moving average of the weights (engine.ema): what is validated, checkpointed
     # as "model" and exported. Per-step decay, 0 = off (0.998 spans ~500 steps once past its
     # ramp); updated every ema_interval steps with decay ** ema_interval.
@@ -223,6 +201,14 @@ def _build(cls, data: dict, where: str):
     return cls(**kwargs)
 
 
+def build_dataclass(cls, data: dict, where: str):
+    """``cls`` filled from a mapping, each value checked against its field's type; errors
+    name ``where.FIELD`` (how heads read their ``model.head`` options)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    return _build(cls, data, where)
+
+
 def _merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for k, v in update.items():
@@ -321,20 +307,7 @@ def _check_train(tc: TrainConfig) -> None:
     _check(tc.stages >= 1, "train.stages", f"must be at least 1, got {tc.stages}")
     _check(tc.stages == 1 or 0 <= tc.restart_epoch < tc.epochs, "train.restart_epoch",
            f"must lie in [0, {tc.epochs}) for an iterative schedule, got {tc.restart_epoch}")
-    _check(tc.decomposed_regression_sigma > 0, "train.decomposed_regression_sigma",
-           f"must be positive, got {tc.decomposed_regression_sigma}")
-    _check(tc.decomposed_regression_target in DECOMPOSED_TARGET_FORMS, "train.decomposed_regression_target",
-           f"must be one of {', '.join(DECOMPOSED_TARGET_FORMS)}, got {tc.decomposed_regression_target!r}")
-    _check(tc.decomposed_regression_norm in DECOMPOSED_NORMS, "train.decomposed_regression_norm",
-           f"must be one of {', '.join(DECOMPOSED_NORMS)}, got {tc.decomposed_regression_norm!r}")
-    _check(tc.decomposed_regression_teacher in DECOMPOSED_TEACHERS, "train.decomposed_regression_teacher",
-           f"must be one of {', '.join(DECOMPOSED_TEACHERS)}, got {tc.decomposed_regression_teacher!r}")
-    _check(tc.decomposed_regression_teacher != "auxiliary_heatmaps" or tc.auxiliary_heatmap_weight > 0,
-           "train.decomposed_regression_teacher",
-           "'auxiliary_heatmaps' needs the heatmaps trained: set train.auxiliary_heatmap_weight above 0")
-    _check(tc.head_refit_ridge > 0, "train.head_refit_ridge", f"must be positive, got {tc.head_refit_ridge}")
-    for name in ("clip_grad", "decomposed_regression_weight", "auxiliary_heatmap_weight", "val_interval",
-                 "max_iters_per_epoch", "max_minutes", "head_refit_crops", "head_refit_huber"):
+    for name in ("clip_grad", "val_interval", "max_iters_per_epoch", "max_minutes"):
         value = getattr(tc, name)
         _check(value >= 0, f"train.{name}", f"must be 0 or more, got {value}")
     _check(tc.log_interval >= 1, "train.log_interval", f"must be at least 1, got {tc.log_interval}")
@@ -354,8 +327,41 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg
 
 
+# TrainConfig fields of slimpose 0.1.0 that became options of RepNet's pooled-RLE head
+# (model.head), with their defaults then: configs, run folders and checkpoints written
+# before still load, the values that differ from the defaults moved to model.head.
+_MOVED_TO_HEAD = {
+    "decomposed_regression_weight": ("dense_weight", 0.0),
+    "decomposed_regression_sigma": ("dense_sigma", 1.0),
+    "decomposed_regression_target": ("dense_target", "gaussian"),
+    "decomposed_regression_norm": ("dense_norm", "mse"),
+    "decomposed_regression_teacher": ("teacher", "ground_truth"),
+    "auxiliary_heatmap_weight": ("heatmap_weight", 0.0),
+    "head_refit_crops": ("refit_crops", 0),
+    "head_refit_ridge": ("refit_ridge", 1.0),
+    "head_refit_huber": ("refit_huber", 0.05),
+}
+
+
+def migrate_config_dict(data: dict) -> dict:
+    """``data`` with the fields of older versions in their current place (a copy)."""
+    train = data.get("train")
+    if not isinstance(train, dict) or not set(train) & set(_MOVED_TO_HEAD):
+        return data
+    train = dict(train)
+    model = dict(data.get("model") or {})
+    head = dict(model.get("head") or {})
+    for old, (new, default) in _MOVED_TO_HEAD.items():
+        if old in train:
+            value = train.pop(old)
+            if value != default:
+                head[new] = value
+    model["head"] = head
+    return {**data, "model": model, "train": train}
+
+
 def config_from_dict(data: dict, overrides: list[str] | None = None, source: str = "config") -> ExperimentConfig:
-    merged = _merge(data, parse_overrides(overrides))
+    merged = migrate_config_dict(_merge(data, parse_overrides(overrides)))
     try:
         return validate_config(_build(ExperimentConfig, merged, ""))
     except ConfigError as e:
@@ -396,7 +402,7 @@ def load_saved_config(path: str | Path) -> ExperimentConfig:
     """A config that :func:`save_config` wrote (a run's ``config.yaml``): every field must be
     there, so a file cut short is refused instead of read as the defaults."""
     path = Path(path)
-    data = _read_yaml_mapping(path)
+    data = migrate_config_dict(_read_yaml_mapping(path))
     cfg = config_from_dict(data, source=str(path))
     missing = _missing_fields(data, cfg.to_dict())
     if missing:

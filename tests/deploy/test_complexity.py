@@ -17,7 +17,7 @@ from slimpose.deploy.complexity import (
     count_params,
     format_complexity_table,
 )
-from slimpose.deploy.reparam import reparameterize_model
+from slimpose.models.reparam import reparameterize_model
 from slimpose.models.registry import ModelEntry, PaperFigures, _REGISTRY, build_model, get_model_entry, list_models
 
 KEYS = {"model", "input", "num_joints", "params", "params_deploy", "gmacs", "gmacs_deploy", "gmacs_2_30",

@@ -136,13 +136,13 @@ def _check_mid_stage_average(run, iterations):
 def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(synth, tmp_path):
     cfg = config_from_dict(small_config(synth, epochs=2))
     trainer = Trainer(cfg, tmp_path)
-    criterion = trainer.criterion
+    criterion = trainer.head
 
     def nan_in_second_epoch(output, target, weight):
         loss = criterion(output, target, weight)
         return loss * float("nan") if trainer.state.epoch == 1 else loss
 
-    trainer.criterion = nan_in_second_epoch
+    trainer.head = nan_in_second_epoch
     with pytest.raises(TrainingDiverged, match=r"loss became nan .* epoch 2.*last\.pth is intact"):
         trainer.fit()
     ckpt = load_checkpoint(tmp_path / "last.pth")
@@ -226,7 +226,7 @@ def test_rle_flow_is_trained_checkpointed_and_resumed(synth, tmp_path):
     flow_params = {id(p) for p in trainer.model.flow.parameters()}
     optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
     assert flow_params <= optimised
-    assert trainer.criterion.flow_model is trainer.model.flow.module
+    assert trainer.head.rle.flow_model is trainer.model.flow.module
     trainer.fit()
     after = {k: v for k, v in trainer.model.state_dict().items() if k.startswith("flow.")}
     assert any(not torch.equal(before[k], after[k]) for k in before), "the flow did not train"
@@ -328,60 +328,54 @@ def test_channels_last_and_compiled_training_match_the_plain_run(synth, tmp_path
     load_model_weights(build_model("tinypose", width=8, deconv_channels=16), tmp_path / "compiled" / "last.pth")
 
 
-def test_decomposed_regression_trains_repnet_and_rejects_other_models(synth, tmp_path):
-    from slimpose.losses import DecomposedRegressionLoss
+def test_the_pooled_rle_heads_dense_term_trains_repnet(synth, tmp_path):
+    from slimpose.heads.pooled_rle import PooledRLEHead
 
-    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2, decomposed_regression_weight=10.0,
-                       decomposed_regression_target="displacement")
-    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001}}
+    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2)
+    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001},
+                    "head": {"dense_weight": 10.0, "dense_target": "displacement"}}
     cfg["data"]["input_size"] = [64, 64]
     trainer = Trainer(config_from_dict(cfg), tmp_path / "repnet")
-    assert isinstance(trainer.criterion, DecomposedRegressionLoss) and trainer.criterion.form == "displacement"
+    assert isinstance(trainer.head, PooledRLEHead) and trainer.head.options.dense_target == "displacement"
+    assert trainer.model.position_outputs  # the head asked for the per-position outputs
+    attributes = set(vars(trainer.model))
     trainer.fit()
     losses = [json.loads(line)["loss"] for line in (tmp_path / "repnet" / "log.jsonl").read_text().splitlines()]
     assert losses and all(math.isfinite(v) for v in losses)
-    assert trainer.model.position_outputs is None  # the loss consumed it
+    assert set(vars(trainer.model)) == attributes  # training wrote nothing on the model
     channels_last = {**cfg, "train": {**cfg["train"], "channels_last": True}}
     with pytest.raises(ConfigError, match=r"train.channels_last: on a CPU, oneDNN's channels-last convolution backward"):
         Trainer(config_from_dict(channels_last), tmp_path / "repnet_nhwc")
-    with pytest.raises(ConfigError, match=r"train.decomposed_regression_weight: model 'tinypose' does not regress"):
-        Trainer(config_from_dict(small_config(synth, decomposed_regression_weight=1.0)), tmp_path / "tiny")
-    with pytest.raises(ConfigError, match=r"train.decomposed_regression_sigma: must be positive"):
-        config_from_dict(small_config(synth, decomposed_regression_sigma=0.0))
-    with pytest.raises(ConfigError, match=r"train.decomposed_regression_target: must be one of gaussian, displacement, half_plane"):
-        config_from_dict(small_config(synth, decomposed_regression_target="offset"))
-    with pytest.raises(ConfigError, match=r"train.decomposed_regression_norm: must be one of mse, l1"):
-        config_from_dict(small_config(synth, decomposed_regression_norm="huber"))
+    tiny = small_config(synth)
+    tiny["model"]["head"] = {"dense_weight": 1.0}
+    with pytest.raises(ConfigError, match=r"model.head: HeatmapHead takes no options, got dense_weight"):
+        Trainer(config_from_dict(tiny), tmp_path / "tiny")
 
 
 def test_auxiliary_heatmaps_train_repnet_and_teach_the_dense_term(synth, tmp_path):
-    from slimpose.losses import AuxiliaryHeatmapLoss, DecomposedRegressionLoss
-
-    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2, decomposed_regression_weight=10.0,
-                       decomposed_regression_teacher="auxiliary_heatmaps", auxiliary_heatmap_weight=1000.0)
-    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001, "auxiliary_heatmaps": True}}
+    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=2)
+    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001, "auxiliary_heatmaps": True},
+                    "head": {"dense_weight": 10.0, "teacher": "auxiliary_heatmaps", "heatmap_weight": 1000.0}}
     cfg["data"]["input_size"] = [64, 64]
     cfg["data"]["heatmap_sigma"] = 1.5
     trainer = Trainer(config_from_dict(cfg), tmp_path / "repnet")
-    criterion = trainer.criterion
-    assert isinstance(criterion, AuxiliaryHeatmapLoss) and criterion.sigma == 1.5 and criterion.weight == 1000.0
-    assert isinstance(criterion.base, DecomposedRegressionLoss) and criterion.base.teacher == "auxiliary_heatmaps"
+    assert trainer.head.heatmap_sigma == 1.5 and trainer.head.options.heatmap_weight == 1000.0
     before = trainer.model.heatmap_decoder.module[-1].weight.detach().clone()
     trainer.fit()
     assert not torch.equal(before, trainer.model.heatmap_decoder.module[-1].weight)  # the decoder trains
-    assert trainer.model.auxiliary_heatmaps is None and trainer.model.position_outputs is None  # consumed
     saved = load_checkpoint(tmp_path / "repnet" / "last.pth")["model"]
     assert any(k.startswith("heatmap_decoder.") for k in saved)  # resumable with its decoder
-
-    with pytest.raises(ConfigError, match=r"train.auxiliary_heatmap_weight: model 'tinypose' has no training-only"):
-        Trainer(config_from_dict(small_config(synth, auxiliary_heatmap_weight=1.0)), tmp_path / "tiny")
-    cfg["train"]["auxiliary_heatmap_weight"] = 0.0
-    cfg["train"]["decomposed_regression_teacher"] = "ground_truth"
+    cfg["model"]["head"] = {}
     with pytest.raises(ConfigError, match=r"model.kwargs.auxiliary_heatmaps: the heatmap decoder is trained only"):
         Trainer(config_from_dict(cfg), tmp_path / "unused")
-    with pytest.raises(ConfigError, match=r"train.decomposed_regression_teacher: 'auxiliary_heatmaps' needs"):
-        config_from_dict(small_config(synth, decomposed_regression_teacher="auxiliary_heatmaps"))
-    with pytest.raises(ConfigError, match=r"train.decomposed_regression_teacher: must be one of ground_truth"):
-        config_from_dict(small_config(synth, decomposed_regression_teacher="label"))
-    with pytest.raises(ConfigError, match=r"train.auxiliary_heatmap_weight: must be 0 or more"):
-        config_from_dict(small_config(synth, auxiliary_heatmap_weight=-1.0))
+
+
+def test_configs_of_the_previous_version_move_the_heads_fields_to_model_head(synth):
+    old = small_config(synth, decomposed_regression_weight=100.0, decomposed_regression_teacher="auxiliary_heatmaps",
+                       auxiliary_heatmap_weight=1e6, head_refit_crops=4000, head_refit_ridge=1.0,
+                       decomposed_regression_sigma=1.0, head_refit_huber=0.05)
+    cfg = config_from_dict(old)
+    assert cfg.model.head == {"dense_weight": 100.0, "teacher": "auxiliary_heatmaps", "heatmap_weight": 1e6,
+                              "refit_crops": 4000}  # values at their defaults are dropped
+    assert not hasattr(cfg.train, "head_refit_crops")
+    assert config_from_dict(small_config(synth, head_refit_crops=0)).model.head == {}

@@ -16,7 +16,7 @@ from slimpose.config import config_from_dict
 from slimpose.data.synthetic import generate_synthetic_coco
 from slimpose.deploy.complexity import count_params
 from slimpose.deploy.export import export_onnx
-from slimpose.deploy.reparam import reparameterize_model
+from slimpose.models.reparam import reparameterize_model
 from slimpose.engine.train import Trainer
 from slimpose.keypoints import get_layout
 from slimpose.models import build_model, get_model_entry

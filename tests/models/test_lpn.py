@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from slimpose.deploy.complexity import count_macs, count_params
-from slimpose.deploy.reparam import reparameterize_model
+from slimpose.models.reparam import reparameterize_model
 from slimpose.models.lpn import GlobalContextBlock
 from slimpose.models.registry import build_model, get_model_entry, list_models
 

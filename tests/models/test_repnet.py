@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from slimpose.deploy.complexity import count_macs, count_params
-from slimpose.deploy.reparam import reparameterize_model
+from slimpose.models.reparam import reparameterize_model
 from slimpose.models import build_model, get_model_entry
 from slimpose.models.repnet import RepVGGBlock
 
@@ -129,23 +129,22 @@ def test_forward_backward():
     assert model.backbone.stage0.rbr_dense.conv.weight.grad.abs().sum() > 0
 
 
-def test_kept_position_outputs_average_to_the_output():
-    """In training the head runs at every position of the fused map; their mean is the
-    pooled regression's output, so the dense loss and RLE see the same model."""
+def test_position_outputs_average_to_the_output():
+    """Asked for them, training runs the head at every position of the fused map; their
+    mean is the pooled regression's output, so the dense term and RLE see the same model."""
     torch.manual_seed(0)
-    model = _randomize(build_model("repnet_a", num_joints=14)).train()
+    plain = _randomize(build_model("repnet_a", num_joints=14)).train()
     x = torch.randn(2, 3, 128, 96)
-    assert model(x) is not None and model.position_outputs is None  # not kept unless asked
-    model.keep_position_outputs = True
-    out = model(x)
-    dense = model.position_outputs
-    assert dense.shape == (2, 8, 6, 14, 4)
+    assert isinstance(plain(x), torch.Tensor)  # not made unless asked
+    model = build_model("repnet_a", num_joints=14, position_outputs=True)
+    model.load_state_dict(plain.state_dict())
+    outputs = model.train()(x)
+    dense, out = outputs["positions"], outputs["joints"]
+    assert dense.shape == (2, 8, 6, 14, 4) and outputs["heatmaps"] is None
     assert torch.allclose(dense.mean((1, 2))[..., :2], out[..., :2], atol=1e-5)
     assert torch.allclose(dense.mean((1, 2))[..., 2:].sigmoid(), out[..., 2:], atol=1e-5)
-    model.position_outputs = None
     with torch.no_grad():
-        model.eval()(x)
-    assert model.position_outputs is None  # inference pools first and keeps nothing
+        assert isinstance(model.eval()(x), torch.Tensor)  # inference pools first and returns the joints
 
 
 def test_auxiliary_heatmaps_are_training_only():
@@ -154,14 +153,12 @@ def test_auxiliary_heatmaps_are_training_only():
     torch.manual_seed(0)
     model = build_model("repnet_a", num_joints=14, auxiliary_heatmaps=True, init_std=0.001)
     x = torch.randn(2, 3, 128, 96)
-    model.train()(x)
-    assert model.auxiliary_heatmaps.shape == (2, 14, 32, 24)
+    assert model.train()(x)["heatmaps"].shape == (2, 14, 32, 24)
     plain = build_model("repnet_a", num_joints=14)
     plain.load_state_dict(model.state_dict(), strict=False)  # after the BN statistics moved
-    model.auxiliary_heatmaps = None
     with torch.no_grad():
         out = model.eval()(x)
-        assert model.auxiliary_heatmaps is None  # inference runs no decoder
+        assert isinstance(out, torch.Tensor)  # inference runs no decoder
         assert torch.allclose(out, plain.eval()(x))
     assert count_params(model) == count_params(plain)
     assert count_macs(model, (128, 96)) == count_macs(plain, (128, 96))
@@ -219,16 +216,16 @@ def _blob_crops(n: int, gen: torch.Generator, h: int = 64, w: int = 48) -> tuple
 
 
 def test_repnet_a_leaves_the_mean_pose_with_the_decomposed_regression():
-    """RepNet-A as configs/repnet_a_lspet-decomposed_128x96.yaml trains it (LPN's init,
+    """RepNet-A as projects/repnet_lspet/configs/repnet_a_lspet-decomposed_128x96.yaml trains it (LPN's init,
     AdamW lr 2e-3, RLE + the dense term, weight 100) must learn where a thing lies through
     its global-pooled readout: on held-out crops it starts at the mean position and after
     100 steps of 16 crops its error is a fraction of the mean position's."""
-    from slimpose.config import TrainConfig
-    from slimpose.engine.train import build_loss
+    from slimpose.heads import build_head
 
     torch.manual_seed(0)
-    model = build_model("repnet_a", num_joints=1, input_size=(64, 48), init_std=0.001)
-    loss_fn = build_loss(model, TrainConfig(decomposed_regression_weight=100.0))
+    loss_fn = build_head("pooled_rle", {"dense_weight": 100.0})
+    model = build_model("repnet_a", num_joints=1, input_size=(64, 48), init_std=0.001, **loss_fn.model_kwargs())
+    loss_fn.bind(model)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     val_crops, val_centres = _blob_crops(64, torch.Generator().manual_seed(1))
     mean_error = float((val_centres - val_centres.mean(0)).abs().sum(-1).mean())

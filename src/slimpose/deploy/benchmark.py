@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from slimpose.deploy.complexity import DEFAULT_INPUT, format_input
-from slimpose.deploy.reparam import reparameterize_model
+from slimpose.models.reparam import reparameterize_model
 from slimpose.errors import SlimposeError
 from slimpose.machine import cpu_name
 

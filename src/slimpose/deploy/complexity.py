@@ -75,7 +75,7 @@ def _pct(ours: float, paper: float | None) -> float | None:
 def _measure_model(model: nn.Module, input_size: tuple[int, int], device: str | None = None) -> dict:
     from contextlib import nullcontext
 
-    from slimpose.deploy.reparam import reparameterize_model
+    from slimpose.models.reparam import reparameterize_model
 
     model.eval()
     params, macs = count_params(model), count_macs(model, tuple(input_size))

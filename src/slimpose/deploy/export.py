@@ -139,7 +139,7 @@ def export_onnx(
     import onnx
     import torch
 
-    from slimpose.deploy.reparam import reparameterize_model
+    from slimpose.models.reparam import reparameterize_model
     from slimpose.deploy.runtime import PoseModelMetadata, RuntimeModelError
     from slimpose.models.registry import ModelInfo
 

@@ -235,7 +235,7 @@ def _eval_checkpoint(args: argparse.Namespace) -> int:
     from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
     from slimpose.engine.distributed import init_distributed, shutdown_distributed
     from slimpose.engine.evaluate import evaluate
-    from slimpose.engine.train import build_codec_for, build_model_for
+    from slimpose.engine.builders import build_codec_for, build_model_for
     from slimpose.data.dataset import build_dataset
 
     from slimpose.weights import resolve_checkpoint

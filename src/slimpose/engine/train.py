@@ -1,17 +1,16 @@
-"""The training loop: one engine for heatmap (MSE) and coordinate (RLE) models, on one
-process or many (torchrun → DDP), with atomic checkpoints and exact resume."""
+"""The training loop: one engine for every model (its head owns the loss), on one process
+or many (torchrun → DDP), with atomic checkpoints, exact resume and callbacks
+(:mod:`slimpose.engine.callbacks`) for what happens around the steps."""
 
 from __future__ import annotations
 
 import math
-import random
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
@@ -19,152 +18,23 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from slimpose import __version__
-from slimpose.codecs import build_codec
-from slimpose.config import ExperimentConfig, TrainConfig, save_config
+from slimpose.config import ExperimentConfig, save_config
 from slimpose.data.dataset import build_dataset
-from slimpose.engine.checkpoint import (
-    load_model_weights,
-    load_partial_weights,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from slimpose.engine.builders import (build_codec_for, build_head_for, build_model_for, build_optimizer,
+                                      checkpoint_meta, learning_rate, seed_everything)
+from slimpose.engine.callbacks import Callback, default_callbacks
+from slimpose.engine.checkpoint import load_model_weights, load_partial_weights, rng_state, save_checkpoint, set_rng_state
 from slimpose.engine.distributed import (DistInfo, barrier, broadcast_buffers, init_distributed, reduce_mean,
                                         shutdown_distributed)
 from slimpose.engine.divergence import LossWatch, non_finite_weights
-from slimpose.engine.ema import WeightAverage
 from slimpose.engine.evaluate import evaluate
 from slimpose.engine.progress import EpochReport
-from slimpose.engine.refit import refit_pooled_head, supports_head_refit
 from slimpose.engine.rundir import (claim_work_dir, copy_last_checkpoint, keep_previous_config_file, locked_work_dir,
                                     restore_run_files, resume_command, write_log)
 from slimpose.errors import ConfigError, OutputError, TrainingDiverged
 from slimpose.io import write_json_atomic
 from slimpose.keypoints import get_layout
-from slimpose.losses import KeypointMSELoss
-from slimpose.models import build_model, get_model_entry
-from slimpose.models.repnet import RepVGGBlock
-
-
-def learning_rate(tc: TrainConfig, epoch: float, stage: int, iters_done_in_stage: int) -> float:
-    """The lr at a (fractional) epoch. Stateless, so a resumed run continues exactly.
-
-    In LPN's iterative schedule every stage after the first restarts at
-    ``restart_epoch`` with the base lr and decays at the milestones after it.
-    """
-    start = tc.restart_epoch if stage > 0 else 0
-    if tc.schedule == "multistep":
-        lr = tc.lr * tc.gamma ** sum(1 for m in tc.milestones if start < m <= epoch)
-    elif tc.schedule == "cosine":
-        progress = (epoch - start) / max(tc.epochs - start, 1)
-        lr = tc.min_lr + 0.5 * (tc.lr - tc.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
-    else:
-        raise ConfigError(f"train.schedule: unknown schedule {tc.schedule!r} (multistep or cosine)")
-    if iters_done_in_stage < tc.warmup_iters:
-        ramp = iters_done_in_stage / tc.warmup_iters
-        lr *= tc.warmup_factor + (1 - tc.warmup_factor) * ramp
-    return lr
-
-
-FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
-
-
-def build_optimizer(tc: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam or AdamW over ``model``'s parameters; with ``train.fused_optimizer``, PyTorch's
-    fused kernel where the parameters' device has one: the same update in one pass per tensor
-    instead of a dozen elementwise ops. At one CPU thread RepNet-A's step (8.6M
-    training-time parameters) falls from 39 to 11 ms, a tenth of a batch-8 iteration
-    (benchmarks/optimizer_step.py)."""
-    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    if tc.optimizer not in kinds:
-        raise ConfigError(f"train.optimizer: unknown optimizer {tc.optimizer!r} (adam or adamw)")
-    params = list(model.parameters())
-    fused = tc.fused_optimizer and all(p.device.type in FUSED_OPTIMIZER_DEVICES for p in params)
-    return kinds[tc.optimizer](params, lr=tc.lr, weight_decay=tc.weight_decay, fused=fused)
-
-
-def build_loss(model: nn.Module, tc: TrainConfig | None = None, heatmap_sigma: float = 2.0) -> nn.Module:
-    """The model's training loss; ``heatmap_sigma`` (data.heatmap_sigma) sets the Gaussians of
-    a coordinate model's training-only heatmaps."""
-    decomposed = tc is not None and tc.decomposed_regression_weight > 0
-    if decomposed and not hasattr(model, "keep_position_outputs"):
-        raise ConfigError(f"train.decomposed_regression_weight: model {model.model_name!r} does not regress "
-                          f"through global pooling (RepNet does); set it to 0")
-    auxiliary = tc is not None and tc.auxiliary_heatmap_weight > 0
-    decoder = getattr(model, "heatmap_decoder", None)
-    if auxiliary and decoder is None:
-        raise ConfigError(f"train.auxiliary_heatmap_weight: model {model.model_name!r} has no training-only heatmap "
-                          f"decoder; set model.kwargs.auxiliary_heatmaps: true (RepNet) or the weight to 0")
-    if decoder is not None and not auxiliary:
-        # Its parameters would get no gradient (and DDP refuses unused parameters).
-        raise ConfigError("model.kwargs.auxiliary_heatmaps: the heatmap decoder is trained only by "
-                          "train.auxiliary_heatmap_weight; set that above 0 or the option to false")
-    if model.output_kind == "heatmap":
-        return KeypointMSELoss(use_target_weight=True)
-    from slimpose.losses import AuxiliaryHeatmapLoss, DecomposedRegressionLoss, RLELoss
-
-    flow = getattr(model, "flow", None)
-    if flow is None:
-        # A flow the optimiser does not see would stay at its initialisation.
-        raise ConfigError(f"model.name: {model.model_name!r} outputs coordinates but has no `flow` "
-                          f"module for the RLE loss")
-    loss: nn.Module = RLELoss(use_target_weight=True, flow=flow.module)
-    if decomposed:
-        loss = DecomposedRegressionLoss(loss, model, tc.decomposed_regression_weight, tc.decomposed_regression_sigma,
-                                        tc.decomposed_regression_target, tc.decomposed_regression_norm,
-                                        tc.decomposed_regression_teacher)
-    if auxiliary:
-        loss = AuxiliaryHeatmapLoss(loss, model, tc.auxiliary_heatmap_weight, heatmap_sigma)
-    return loss
-
-
-def build_codec_for(cfg: ExperimentConfig, output_kind: str):
-    return build_codec(output_kind, tuple(cfg.data.input_size), sigma=cfg.data.heatmap_sigma,
-                       decode=cfg.test.decode, beta=cfg.test.beta)
-
-
-def build_model_for(cfg: ExperimentConfig) -> nn.Module:
-    """The config's model, checked to give outputs its codec can read at ``data.input_size``."""
-    layout = get_layout(cfg.data.layout)
-    size = tuple(cfg.data.input_size)
-    model = build_model(cfg.model.name, num_joints=layout.num_keypoints, input_size=size, **cfg.model.kwargs)
-    # Some backbones round odd feature-map sizes up, so at some input sizes the heatmaps are
-    # not input/4 and every decoded joint would be silently misplaced.
-    was_training = model.training
-    with torch.no_grad():
-        shape = tuple(model.eval()(torch.zeros(1, 3, *size)).shape)
-    model.train(was_training)
-    problem = build_codec_for(cfg, model.output_kind).output_shape_problem(shape, layout.num_keypoints)
-    if problem:
-        raise ConfigError(f"data.input_size: {cfg.model.name} at {size[0]}x{size[1]}: {problem}; choose an input "
-                          "size whose sides are multiples of 32 (e.g. 256x192, 128x96)")
-    return model
-
-
-def checkpoint_meta(cfg: ExperimentConfig, output_kind: str) -> dict:
-    """What a checkpoint needs to be used without its config (export, inference)."""
-    return {
-        "model_name": cfg.model.name,
-        "model_kwargs": dict(cfg.model.kwargs),
-        "output_kind": output_kind,
-        "input_size": list(cfg.data.input_size),
-        "layout": get_layout(cfg.data.layout).to_dict(),
-        "heatmap_sigma": cfg.data.heatmap_sigma,
-        "decode": cfg.test.decode,
-        "beta": cfg.test.beta,
-        "slimpose_version": __version__,
-    }
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+from slimpose.models import get_model_entry
 
 
 @dataclass
@@ -178,7 +48,11 @@ class _State:
 
 
 class Trainer:
-    def __init__(self, cfg: ExperimentConfig, work_dir: str | Path, info: DistInfo | None = None):
+    """Builds a run from its config (data, head, model, optimiser, loaders) and trains it;
+    ``callbacks`` come after the defaults (weight average, the head's stage-end work)."""
+
+    def __init__(self, cfg: ExperimentConfig, work_dir: str | Path, info: DistInfo | None = None,
+                 callbacks: list[Callback] | None = None):
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         self.info = info or init_distributed()
@@ -199,7 +73,8 @@ class Trainer:
                 if ds is not None:
                     print(f"slimpose: {split} data {ds.source.summary()}")
 
-        self.model = build_model_for(cfg)
+        self.head = build_head_for(cfg)
+        self.model = build_model_for(cfg, self.head.model_kwargs())
         if cfg.model.pretrained:
             report = load_partial_weights(self.model, cfg.model.pretrained)
             if self.info.is_main:
@@ -207,20 +82,15 @@ class Trainer:
                       f"({len(report['dropped'])} dropped by the model's filter, {len(report['unmatched'])} unmatched, "
                       f"{len(report['missing'])} of the model's left at their initialisation)")
         self.model = self.model.to(self.info.device)
-        if tc.channels_last and self.info.device.type == "cpu" and any(isinstance(m, RepVGGBlock) for m in self.model.modules()):
-            # Found on torch 2.13+cpu: the process dies with "munmap_chunk(): invalid pointer" or
-            # a segfault in the first backward pass; with torch.backends.mkldnn off it does not.
-            raise ConfigError("train.channels_last: on a CPU, oneDNN's channels-last convolution backward corrupts "
-                              "memory in RepVGG's stride-2 1x1 branches (the process aborts in the first step); "
-                              "train RepNet on a CPU in the default layout")
+        problem = get_model_entry(cfg.model.name).info.channels_last_cpu_problem
+        if tc.channels_last and self.info.device.type == "cpu" and problem:
+            raise ConfigError(f"train.channels_last: {problem}")
         self.memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        if tc.head_refit_crops > 0 and not supports_head_refit(self.model):
-            raise ConfigError(f"train.head_refit_crops: model {cfg.model.name!r} does not regress through a Linear "
-                              f"of pooled features (RepNet does); set it to 0")
-        self.criterion = build_loss(self.model, tc, cfg.data.heatmap_sigma).to(self.info.device)
+        self.head.bind(self.model)
+        self.head.to(self.info.device)
         self.optimizer = build_optimizer(tc, self.model)
-        self.ema = WeightAverage(self.model, tc.ema_decay, tc.ema_interval) if tc.ema_decay != 0 else None
+        self.callbacks = [*default_callbacks(self), *(callbacks or [])]
         self.amp = tc.amp and self.info.device.type == "cuda"
         if tc.amp and not self.amp and self.info.is_main:
             print("slimpose: train.amp needs CUDA; training in float32", file=sys.stderr)
@@ -245,9 +115,10 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def _checkpoint(self, improved: list[str], summary: dict | None) -> dict:
         s = self.state
-        # "model" is what evaluation and export read: the average when there is one.
-        weights = {"model": self.model.state_dict()} if self.ema is None else {
-            "model": self.ema.average, "train_weights": self.model.state_dict(), "ema_steps": self.ema.steps}
+        # "model" is what evaluation and export read; a callback may replace it (the average).
+        weights = {"model": self.model.state_dict()}
+        for callback in self.callbacks:
+            weights.update(callback.checkpoint_entries(self))
         return {
             **weights,
             "optimizer": self.optimizer.state_dict(),
@@ -302,10 +173,8 @@ class Trainer:
         if not path.is_file():
             return False
         ckpt = load_model_weights(self.model, path)
-        if self.ema is not None:
-            self.ema.reset(self.model, int(ckpt.get("ema_steps", 0)))
-        if "train_weights" in ckpt:
-            load_model_weights(self.model, {"model": ckpt["train_weights"], "meta": ckpt.get("meta")})
+        for callback in self.callbacks:
+            callback.on_resume(self, ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -326,8 +195,8 @@ class Trainer:
             prev = self.work_dir / "last.pth"
         load_model_weights(self.model, prev)
         self.optimizer = build_optimizer(self.cfg.train, self.model)
-        if self.ema is not None:
-            self.ema.reset(self.model)
+        for callback in self.callbacks:
+            callback.on_stage_start(self)
         self.state = _State(stage, self.cfg.train.restart_epoch, self.state.best, self.state.best_epoch)
         if self.info.is_main:
             print(f"slimpose: stage {stage} starts from {prev.name} at epoch {self.state.epoch}")
@@ -366,7 +235,7 @@ class Trainer:
             weight = batch["target_weight"].to(self.info.device, non_blocking=True)
             with torch.autocast(self.info.device.type, enabled=self.amp):
                 output = self.net(images)
-            loss = self.criterion(output.float(), target, weight)
+            loss = self.head(output, target, weight)
             shown = reduce_mean(loss.detach(), self.info).item()
             problem = self.loss_watch.problem(shown)
             if problem:
@@ -381,8 +250,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            if self.ema is not None:
-                self.ema.step(self.model)
+            for callback in self.callbacks:
+                callback.on_step_end(self)
             s.iters_in_stage += 1
             done += 1
             loss_sum += shown
@@ -398,21 +267,9 @@ class Trainer:
         return {"loss": loss_sum / max(done, 1), "lr": lr, "iterations": done, "images_per_s": seen / max(elapsed, 1e-9),
                 "epoch_seconds": round(elapsed, 2)}
 
-    def refit_head(self) -> dict:
-        """``train.head_refit_crops`` training crops → the pooled Linear's coordinate rows
-        (:func:`slimpose.engine.refit.refit_pooled_head`)."""
-        tc = self.cfg.train
-        broadcast_buffers(self.model, self.info)
-        crops = build_dataset(self.cfg, "train", self.codec, augment=False)
-        result = refit_pooled_head(self.model, crops, self.codec, crops=tc.head_refit_crops, ridge=tc.head_refit_ridge,
-                                   huber=tc.head_refit_huber, teacher=tc.decomposed_regression_teacher,
-                                   seed=tc.seed, batch_size=self.cfg.data.val_batch_size,
-                                   workers=self.cfg.data.workers, info=self.info)
-        if self.info.is_main:
-            print(f"slimpose: head refit on {result['crops']} crops and their mirror images: RMS distance to the "
-                  f"teacher {result['rms_before']:.4f} -> {result['rms_after']:.4f} of the crop "
-                  f"({result['seconds']:.0f} s)", flush=True)
-        return result
+    def unaugmented_train_set(self):
+        """The training instances cropped as a test crop is (what a head's refit reads)."""
+        return build_dataset(self.cfg, "train", self.codec, augment=False)
 
     def validate(self, out_dir: Path | None = None) -> dict:
         broadcast_buffers(self.model, self.info)
@@ -457,14 +314,14 @@ class Trainer:
                       f"validating and stopping", flush=True)
             stage_end = s.epoch >= tc.epochs
             if stage_end or stopped:
-                if self.ema is not None:
-                    self.ema.copy_to(self.model)  # a stage ends on its average
-                if tc.head_refit_crops > 0:
-                    record["head_refit"] = self.refit_head()
+                for callback in self.callbacks:
+                    callback.on_stage_end(self, record)
             due = stage_end or stopped or (tc.val_interval > 0 and s.epoch % tc.val_interval == 0)
             improved = []
             if self.val_set is not None and due:
-                with self.ema.applied(self.model) if self.ema is not None else nullcontext():
+                with ExitStack() as weights:
+                    for callback in self.callbacks:
+                        weights.enter_context(callback.evaluation_weights(self))
                     metrics = self.validate(self.work_dir / "val_predictions")
                 record.update({f"val/{k}": v for k, v in metrics.items()})
                 value = metrics.get(self.main_metric, -math.inf)
@@ -495,7 +352,7 @@ class Trainer:
 
 
 def train(cfg: ExperimentConfig, work_dir: str | Path, resume: bool = False, overwrite: bool = False,
-          keep_previous_config: bool = False) -> dict:
+          keep_previous_config: bool = False, callbacks: list[Callback] | None = None) -> dict:
     """Train ``cfg`` into ``work_dir`` (rank 0 holds the folder's lock throughout): a new
     run refuses a folder holding another unless ``overwrite``; ``resume`` continues the
     run there from its last.pth."""
@@ -507,7 +364,7 @@ def train(cfg: ExperimentConfig, work_dir: str | Path, resume: bool = False, ove
                 if not resume:
                     claim_work_dir(work_dir, overwrite, resume_command(work_dir))
             barrier(info)
-            trainer = Trainer(cfg, work_dir, info)
+            trainer = Trainer(cfg, work_dir, info, callbacks)
             if resume and not trainer.resume() and info.is_main:
                 print(f"slimpose: --resume given but {work_dir / 'last.pth'} does not exist; starting fresh")
             return trainer.fit(keep_previous_config)

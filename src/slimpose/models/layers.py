@@ -1,7 +1,7 @@
 """Building blocks shared by more than one model.
 
 Modules with a ``reparameterize()`` method change themselves into their deployed form
-(batch norm folded, branches merged); ``slimpose.deploy.reparam.reparameterize_model``
+(batch norm folded, branches merged); ``slimpose.models.reparam.reparameterize_model``
 calls it on every such module.
 """
 

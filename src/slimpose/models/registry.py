@@ -51,6 +51,11 @@ class ModelInfo:
     MLPs), so a checkpoint only loads into a model built at the size it was trained at.
     ``weight_filter`` maps a foreign state-dict key to the key it loads as, or None to
     drop it (partial / backbone-only weights, e.g. ImageNet RepVGG into ``backbone.``).
+    ``head`` names the training head that owns the model's loss (``slimpose.heads``):
+    "heatmap" (MSE), "rle" (RLE on coordinates) or "pooled_rle" (RLE of a pooled Linear,
+    with its optional dense and heatmap terms and its stage-end refit).
+    ``channels_last_cpu_problem``: why the model must not train channels-last on a CPU
+    (empty when it can); the trainer refuses that combination with this reason.
     """
 
     output_kind: str = "heatmap"  # "heatmap" or "coordinate"
@@ -62,6 +67,8 @@ class ModelInfo:
     decode: str = "argmax"
     input_size_tied: bool = False
     weight_filter: Callable[[str], str | None] | None = None
+    head: str = "heatmap"
+    channels_last_cpu_problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,13 +98,17 @@ def register_model(
     decode: str = "argmax",
     input_size_tied: bool = False,
     weight_filter: Callable[[str], str | None] | None = None,
+    head: str | None = None,
+    channels_last_cpu_problem: str = "",
     **defaults,
 ):
     if output_kind not in ("heatmap", "coordinate"):
         raise ValueError(f"model {name!r}: output_kind must be 'heatmap' or 'coordinate'")
     info = ModelInfo(output_kind=output_kind, input_size=tuple(input_size),
                      output_stride=output_stride if output_kind == "heatmap" else None,
-                     decode=decode, input_size_tied=input_size_tied, weight_filter=weight_filter)
+                     decode=decode, input_size_tied=input_size_tied, weight_filter=weight_filter,
+                     head=head or ("heatmap" if output_kind == "heatmap" else "rle"),
+                     channels_last_cpu_problem=channels_last_cpu_problem)
 
     def decorator(factory):
         if name in _REGISTRY:

@@ -28,22 +28,21 @@ channel reduction comes before the spatial 3x3 convs: a dilated 3x3 conv on the
 for both variants (A deploy 7.15M / 1.35 GMACs, train 7.95M / 1.50; B deploy 11.63M /
 2.33, train 12.94M / 2.59).
 
-With ``keep_position_outputs`` set (``DecomposedRegressionLoss`` sets it), training applies
-the Linear at every position of the fused map and averages the positions, the same numbers
-as pooling first (a Linear commutes with the mean), and keeps the per-position outputs in
-``position_outputs`` for that loss.
-
-Its output is linear in the pooled fused map, so the Linear's coordinate rows can also be
-fitted in closed form (``train.head_refit_crops``, :mod:`slimpose.engine.refit`).
-
+Training outputs for the pooled-RLE head (``slimpose.heads.pooled_rle``, configured in
+``model.head``): with ``position_outputs=True`` training applies the Linear at every
+position of the fused map and averages the positions (the same numbers as pooling first:
+a Linear commutes with the mean) and returns the per-position outputs beside the joints;
 ``auxiliary_heatmaps=True`` adds a training-only heatmap decoder on the fused map (two 2x
-deconvolutions to stride 4, SimpleBaseline's head cut short); training keeps its maps in
-``auxiliary_heatmaps`` for ``AuxiliaryHeatmapLoss`` and for the dense regression term's
-teacher. Like the flow, it is left out of parameter counts and dropped on deploy.
+deconvolutions to stride 4, SimpleBaseline's head cut short) whose maps training returns
+too. A training forward with either returns a dict ``{"joints", "positions", "heatmaps"}``
+(absent parts None); otherwise, and always in eval mode, the (N, K, 4) tensor. Like the
+flow, the decoder is left out of parameter counts and dropped on deploy. The output is
+linear in the pooled fused map, so the head can also refit the Linear's coordinate rows in
+closed form when a stage ends (``model.head.refit_crops``).
 
 Output contract of coordinate models: ``forward(x)`` returns (N, K, 4): columns 0:2
 the keypoint coordinates normalised to the input (x / W, y / H), columns 2:4 sigma_x,
-sigma_y after a sigmoid. The RealNVP flow of RLE (``slimpose.losses.RealNVP``) is the
+sigma_y after a sigmoid. The RealNVP flow of RLE (``slimpose.models.flow.RealNVP``) is the
 model's training-only ``flow`` (left out of parameter counts); the deployed model has none.
 """
 
@@ -53,7 +52,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from slimpose.losses import RealNVP
+from slimpose.models.flow import RealNVP
 from slimpose.models.layers import (ConvBNAct, TrainingOnly, deconv_heatmap_decoder, fuse_conv_bn,
                                    init_weights_normal)
 from slimpose.models.registry import PaperFigures, register_model
@@ -188,6 +187,7 @@ class RepNet(nn.Module):
         fusion_channels: int = 48,
         init_std: float = 0.0,
         auxiliary_heatmaps: bool = False,
+        position_outputs: bool = False,
         deploy: bool = False,
     ):
         super().__init__()
@@ -198,7 +198,6 @@ class RepNet(nn.Module):
         # does, which the pooled regression alone does not (see the README's RepNet section).
         self.heatmap_decoder = (TrainingOnly(deconv_heatmap_decoder(fusion_channels, num_joints))
                                 if auxiliary_heatmaps and not deploy else None)
-        self.auxiliary_heatmaps: torch.Tensor | None = None
         if init_std > 0:
             # LPN's and HRNet's init for training from scratch: with BN behind every conv
             # the weights' scale leaves the function alone but sets how far an Adam step
@@ -206,8 +205,7 @@ class RepNet(nn.Module):
             for part in (self.backbone, self.neck, self.heatmap_decoder):
                 if part is not None:
                     init_weights_normal(part, std=init_std)
-        self.keep_position_outputs = False
-        self.position_outputs: torch.Tensor | None = None
+        self.position_outputs = position_outputs
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(fusion_channels, num_joints * 4)
         # MMPose RLEHead initialises the fc with N(0, 0.01); the coordinate biases start at
@@ -234,22 +232,30 @@ class RepNet(nn.Module):
         """The fused stride-16 map that the pooling and the Linear read, (N, C, H/16, W/16)."""
         return self.neck(self.backbone(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor | None]:
         fused = self.fused_features(x)
-        if self.training and self.heatmap_decoder is not None:
-            self.auxiliary_heatmaps = self.heatmap_decoder(fused)
-        if self.training and self.keep_position_outputs:
+        heatmaps = self.heatmap_decoder(fused) if self.training and self.heatmap_decoder is not None else None
+        positions = None
+        if self.training and self.position_outputs:
             n, _, h, w = fused.shape
-            dense = self.head(fused.permute(0, 2, 3, 1)).reshape(n, h, w, self.k, 4)
-            self.position_outputs = dense
-            out = dense.mean((1, 2))
+            positions = self.head(fused.permute(0, 2, 3, 1)).reshape(n, h, w, self.k, 4)
+            out = positions.mean((1, 2))
         else:
             out = self.head(self.pool(fused).flatten(1)).reshape(-1, self.k, 4)
-        return torch.cat([out[..., :2], out[..., 2:].sigmoid()], dim=-1)
+        joints = torch.cat([out[..., :2], out[..., 2:].sigmoid()], dim=-1)
+        if positions is None and heatmaps is None:
+            return joints
+        return {"joints": joints, "positions": positions, "heatmaps": heatmaps}
 
 
 _NOTE = "256x192, 17 joints; GMACs = 1e9 MACs of conv + linear"
 
+
+# Found on torch 2.13+cpu: the process dies with "munmap_chunk(): invalid pointer" or a
+# segfault in the first backward pass; with torch.backends.mkldnn off it does not.
+_CHANNELS_LAST_CPU = ("on a CPU, oneDNN's channels-last convolution backward corrupts memory in RepVGG's "
+                      "stride-2 1x1 branches (the process aborts in the first step); train RepNet on a CPU "
+                      "in the default layout")
 
 _REPNET_PREFIXES = ("backbone.", "neck.", "head.", "flow.", "heatmap_decoder.")
 
@@ -273,6 +279,8 @@ def repvgg_imagenet_key(key: str) -> str | None:
     ],
     tolerance=0.03,
     weight_filter=repvgg_imagenet_key,
+    head="pooled_rle",
+    channels_last_cpu_problem=_CHANNELS_LAST_CPU,
 )
 def repnet_a(num_joints: int = 17, input_size=(256, 192), **kw) -> RepNet:
     """RepNet-A: RepVGG-A0 backbone + multi-level fusion + RLE regression head."""
@@ -288,6 +296,8 @@ def repnet_a(num_joints: int = 17, input_size=(256, 192), **kw) -> RepNet:
     ],
     tolerance=0.03,
     weight_filter=repvgg_imagenet_key,
+    head="pooled_rle",
+    channels_last_cpu_problem=_CHANNELS_LAST_CPU,
 )
 def repnet_b(num_joints: int = 17, input_size=(256, 192), **kw) -> RepNet:
     """RepNet-B: RepVGG-A1 backbone + multi-level fusion + RLE regression head."""

@@ -86,7 +86,7 @@ def _pack(args: argparse.Namespace) -> int:
     from slimpose.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
     from slimpose.engine.distributed import init_distributed
     from slimpose.engine.evaluate import evaluate
-    from slimpose.engine.train import build_codec_for, build_model_for, checkpoint_meta
+    from slimpose.engine.builders import build_codec_for, build_model_for, checkpoint_meta
     from slimpose.io import write_json_atomic
     from slimpose.keypoints import get_layout
 

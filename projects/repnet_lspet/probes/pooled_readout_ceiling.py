@@ -16,7 +16,7 @@ within a pixel), and prints the main metric and PCK@0.1 of each. The square stan
 features that are surer of themselves than the heatmap loss made them: a heatmap's
 height is not a calibrated probability.
 
-    python benchmarks/pooled_readout_ceiling.py runs/lpn_50_budget_epyc/best.pth
+    python projects/repnet_lspet/probes/pooled_readout_ceiling.py runs/lpn_50_budget_epyc/best.pth
 
 Checkpoints of ``benchmarks/repnet_heatmap_backbone.py`` (RepNet-A's backbone and fusion
 under a heatmap decoder) are read too, and so are RepNet checkpoints trained with
@@ -24,7 +24,7 @@ under a heatmap decoder) are read too, and so are RepNet checkpoints trained wit
 ``train.decomposed_regression_teacher=auxiliary_heatmaps``) are read, after the pooled
 regression itself is scored as the deployed network would be.
 
-    python benchmarks/pooled_readout_ceiling.py runs/repnet_a_lspet_distilled/best.pth
+    python projects/repnet_lspet/probes/pooled_readout_ceiling.py runs/repnet_a_lspet_distilled/best.pth
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> None:
     from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
     from slimpose.engine.distributed import init_distributed
     from slimpose.engine.evaluate import evaluate
-    from slimpose.engine.train import build_codec_for, build_model_for
+    from slimpose.engine.builders import build_codec_for, build_model_for
 
     ckpt = load_checkpoint(args.checkpoint)
     if ckpt["config"]["model"]["name"] == "repnet_a_heatmap":  # a benchmarks/repnet_heatmap_backbone.py run

@@ -20,7 +20,7 @@ fused stride-16 map trained towards Gaussian heatmaps of the joints), flat (a di
 outside the paper's design: the Linear reads the whole fused map flattened instead of
 its global average).
 
-    python benchmarks/repnet_probe.py base 240 1024 [--config configs/repnet_a_lspet_128x96.yaml]
+    python projects/repnet_lspet/probes/repnet_probe.py base 240 1024 [--config configs/repnet_a_lspet_128x96.yaml]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def relative_error(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
 
 def aux_heatmap_loss(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """MSE towards unit-peak Gaussians (sigma one cell) at the joints, on the map's grid."""
-    from slimpose.losses import grid_gaussians
+    from slimpose.heads.fields import grid_gaussians
 
     goal = grid_gaussians(target, *heatmaps.shape[2:])
     return 100 * (((heatmaps - goal) ** 2).mean((2, 3)) * weight).mean()
@@ -58,7 +58,8 @@ def centre_head_bias(head: nn.Linear) -> None:
 
 
 def build_variant(variant: set[str], cfg):
-    from slimpose.engine.train import build_loss, build_model_for
+    from slimpose.engine.builders import build_model_for
+    from slimpose.heads.rle import RLELoss
 
     model = build_model_for(cfg)
     if "definit" in variant:
@@ -78,7 +79,7 @@ def build_variant(variant: set[str], cfg):
         centre_head_bias(model.head)
     if "bn" in variant:
         model.pool = nn.Sequential(model.pool, nn.BatchNorm2d(model.head.in_features))
-    rle = build_loss(model)
+    rle = RLELoss(flow=model.flow.module)
     if "gauss" in variant:
         rle.q_dis = "gaussian"
 
@@ -113,7 +114,7 @@ def main() -> None:
 
     from slimpose.config import load_config
     from slimpose.data.dataset import build_dataset
-    from slimpose.engine.train import build_codec_for, seed_everything
+    from slimpose.engine.builders import build_codec_for, seed_everything
 
     variant = set(args.variant.split("+"))
     lr = next((float(v[2:]) for v in variant if v.startswith("lr")), 1e-3)

@@ -1,6 +1,8 @@
-"""The closed-form refit of RepNet's pooled Linear (engine.refit), on synthetic data."""
+"""The closed-form refit of RepNet's pooled Linear (heads.pooled_refit), on synthetic data."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +14,12 @@ from slimpose.data.dataset import build_dataset
 from slimpose.data.synthetic import generate_synthetic_coco
 from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
 from slimpose.engine.distributed import init_distributed
-from slimpose.engine.refit import distances, refit_pooled_head, robust_ridge
 from slimpose.engine.train import Trainer
 from slimpose.errors import ConfigError
+from slimpose.heads.pooled_refit import distances, refit_pooled_head, robust_ridge
 
-from engine_testdata import small_config, torchrun_train
+sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
+from engine_testdata import small_config, torchrun_train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +27,9 @@ def synth(tmp_path_factory):
     return generate_synthetic_coco(tmp_path_factory.mktemp("synth"), 12, 4, seed=3)
 
 
-def repnet_config(synth, **train):
-    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=1, **train)
-    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001}}
+def repnet_config(synth, **head):
+    cfg = small_config(synth, epochs=1, val_interval=0, max_iters_per_epoch=1)
+    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001}, "head": head}
     cfg["data"]["input_size"] = [64, 64]
     return cfg
 
@@ -55,11 +58,11 @@ def explicit_ridge(trainer, ridge):
 
 
 def test_plain_refit_is_the_weighted_ridge_regression_and_leaves_the_rest(synth, tmp_path):
-    trainer = Trainer(config_from_dict(repnet_config(synth, head_refit_crops=1000, head_refit_ridge=1e-3,
-                                                           head_refit_huber=0.0)), tmp_path)
+    trainer = Trainer(config_from_dict(repnet_config(synth, refit_crops=1000, refit_ridge=1e-3,
+                                                           refit_huber=0.0)), tmp_path)
     head = trainer.model.head
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
-    result = trainer.refit_head()
+    result = trainer.head.stage_end(trainer)["head_refit"]
     k = head.out_features // 4
     assert result["crops"] == len(trainer.train_set) < 1000 and result["joints_fitted"] == k
     assert result["rms_after"] < result["rms_before"]
@@ -102,13 +105,13 @@ class PeakAt(nn.Module):
 
 
 def test_refit_to_the_heatmap_teacher_reads_the_decoders_maximum(synth, tmp_path):
-    cfg = repnet_config(synth, decomposed_regression_weight=10.0, decomposed_regression_teacher="auxiliary_heatmaps",
-                        auxiliary_heatmap_weight=1000.0, head_refit_crops=1000, head_refit_ridge=1e3)
+    cfg = repnet_config(synth, dense_weight=10.0, teacher="auxiliary_heatmaps", heatmap_weight=1000.0,
+                        refit_crops=1000, refit_ridge=1e3)
     cfg["model"]["kwargs"]["auxiliary_heatmaps"] = True
     trainer = Trainer(config_from_dict(cfg), tmp_path)
     k = trainer.model.head.out_features // 4
     trainer.model.heatmap_decoder = PeakAt(k, row=3, col=12)
-    trainer.refit_head()
+    trainer.head.stage_end(trainer)
     # The teacher says (12.5 / 16, 3.5 / 16) for every crop; a strong ridge leaves only the bias to say it.
     out = trainer.model.eval()(torch.randn(4, 3, 64, 64))
     np.testing.assert_allclose(out[..., 0].detach().numpy(), 12.5 / 16, atol=2e-3)
@@ -116,7 +119,7 @@ def test_refit_to_the_heatmap_teacher_reads_the_decoders_maximum(synth, tmp_path
 
 
 def test_joints_never_labelled_keep_their_rows(synth, tmp_path):
-    trainer = Trainer(config_from_dict(repnet_config(synth, head_refit_crops=1000)), tmp_path)
+    trainer = Trainer(config_from_dict(repnet_config(synth, refit_crops=1000)), tmp_path)
     crops = build_dataset(trainer.cfg, "train", trainer.codec, augment=False)
     item = crops[0]
     item["target_weight"][:] = 0.0
@@ -138,7 +141,7 @@ def test_joints_never_labelled_keep_their_rows(synth, tmp_path):
 
 
 def test_training_refits_at_the_end_and_checkpoints_the_refit_head(synth, tmp_path):
-    trainer = Trainer(config_from_dict(repnet_config(synth, head_refit_crops=5)), tmp_path / "run")
+    trainer = Trainer(config_from_dict(repnet_config(synth, refit_crops=5)), tmp_path / "run")
     trainer.fit()
     record = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
     assert record["head_refit"]["crops"] == 5
@@ -146,25 +149,21 @@ def test_training_refits_at_the_end_and_checkpoints_the_refit_head(synth, tmp_pa
     assert torch.equal(saved["head.weight"], trainer.model.head.weight.detach())
 
 
-def test_refit_options_are_checked(synth, tmp_path):
-    with pytest.raises(ConfigError, match=r"train.head_refit_crops: model 'tinypose' does not regress through"):
-        Trainer(config_from_dict(small_config(synth, head_refit_crops=10)), tmp_path)
-    with pytest.raises(ConfigError, match=r"train.head_refit_crops: must be 0 or more"):
-        config_from_dict(small_config(synth, head_refit_crops=-1))
-    with pytest.raises(ConfigError, match=r"train.head_refit_huber: must be 0 or more"):
-        config_from_dict(small_config(synth, head_refit_huber=-0.1))
-    with pytest.raises(ConfigError, match=r"train.head_refit_ridge: must be positive"):
-        config_from_dict(small_config(synth, head_refit_ridge=0.0))
+def test_a_refit_needs_a_pooled_rle_head(synth, tmp_path):
+    cfg = small_config(synth)
+    cfg["model"]["head"] = {"refit_crops": 10}
+    with pytest.raises(ConfigError, match=r"model.head: HeatmapHead takes no options, got refit_crops"):
+        Trainer(config_from_dict(cfg), tmp_path)
 
 
 def test_torchrun_processes_sum_their_shares_into_one_solution(synth, tmp_path):
-    torchrun_train(repnet_config(synth, head_refit_crops=1000, head_refit_ridge=1e-2), tmp_path / "run", 29537)
+    torchrun_train(repnet_config(synth, refit_crops=1000, refit_ridge=1e-2), tmp_path / "run", 29537)
     assert json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["head_refit"]["crops"] == 20  # every instance
     # The features did not change after the refit, so one process reading every crop must
     # find the head the two processes found together.
-    trainer = Trainer(config_from_dict(repnet_config(synth, head_refit_crops=1000, head_refit_ridge=1e-2)),
+    trainer = Trainer(config_from_dict(repnet_config(synth, refit_crops=1000, refit_ridge=1e-2)),
                       tmp_path / "single")
     load_model_weights(trainer.model, tmp_path / "run" / "last.pth")
     saved = trainer.model.head.weight.detach().clone()
-    trainer.refit_head()
+    trainer.head.stage_end(trainer)
     torch.testing.assert_close(trainer.model.head.weight.detach(), saved, rtol=1e-4, atol=1e-5)

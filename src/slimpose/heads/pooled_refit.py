@@ -1,4 +1,4 @@
-"""Closed-form refit of a pooled-regression head (RepNet).
+"""Closed-form refit of the pooled-RLE head's Linear (RepNet), run when a stage ends.
 
 RepNet's coordinates are a Linear of the globally pooled fused map, so given the trained
 features, fitting that Linear to a target is a (weighted) ridge regression with an exact
@@ -16,7 +16,9 @@ least squares. Only the coordinate rows change; the sigma rows (the keypoint sco
 everything before the Linear are left as trained.
 
 Under torchrun every process reads its share of the crops and the normal equations are
-summed over processes at each iteration, so all of them solve the same system.
+summed over processes at each iteration, so all of them solve the same system. ``info`` is
+the trainer's process description (``slimpose.engine.distributed.DistInfo``: rank,
+world_size, device, distributed).
 """
 
 from __future__ import annotations
@@ -29,16 +31,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
-from slimpose.deploy.reparam import reparameterize_model
-from slimpose.engine.distributed import DistInfo
-from slimpose.losses import heatmap_argmax_joints
+from slimpose.heads.fields import heatmap_argmax_joints
+from slimpose.models.reparam import reparameterize_model
 
 HUBER_ITERATIONS = 8
-
-
-def supports_head_refit(model: nn.Module) -> bool:
-    """Whether ``model`` regresses through a Linear of its pooled fused map (RepNet)."""
-    return hasattr(model, "fused_features") and isinstance(getattr(model, "head", None), nn.Linear)
 
 
 @torch.no_grad()
@@ -70,7 +66,7 @@ def readout_samples(model: nn.Module, decoder: nn.Module | None, loader: DataLoa
     return torch.cat(feats), torch.cat(joints), torch.cat(weights)
 
 
-def _summed(tensors: tuple[torch.Tensor, ...], info: DistInfo) -> tuple[torch.Tensor, ...]:
+def _summed(tensors: tuple[torch.Tensor, ...], info) -> tuple[torch.Tensor, ...]:
     if info.distributed:
         for t in tensors:
             torch.distributed.all_reduce(t)
@@ -78,7 +74,7 @@ def _summed(tensors: tuple[torch.Tensor, ...], info: DistInfo) -> tuple[torch.Te
 
 
 def weighted_ridge(feats: torch.Tensor, joints: torch.Tensor, weights: torch.Tensor, ridge: float,
-                   info: DistInfo) -> tuple[torch.Tensor, torch.Tensor]:
+                   info) -> tuple[torch.Tensor, torch.Tensor]:
     """Per joint, argmin_B sum w ||[f, 1] B - y||^2 + ridge ||B without its bias row||^2,
     (K, C+1, 2), over the samples of every process; and each joint's summed weight (K,).
     A joint without weight gets zeros (the caller keeps its rows)."""
@@ -101,7 +97,7 @@ def distances(feats: torch.Tensor, joints: torch.Tensor, coef: torch.Tensor) -> 
 
 
 def robust_ridge(feats: torch.Tensor, joints: torch.Tensor, weights: torch.Tensor, ridge: float, huber: float,
-                 info: DistInfo) -> tuple[torch.Tensor, torch.Tensor]:
+                 info) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`weighted_ridge`, then ``HUBER_ITERATIONS`` reweighted fits in which a sample
     farther than ``huber`` from the previous fit counts ``huber / distance`` of its weight
     (``huber=0``: the plain fit)."""
@@ -112,14 +108,14 @@ def robust_ridge(feats: torch.Tensor, joints: torch.Tensor, weights: torch.Tenso
     return coef, mass
 
 
-def weighted_rms(feats, joints, weights, coef, info: DistInfo) -> float:
+def weighted_rms(feats, joints, weights, coef, info) -> float:
     sums = torch.stack([(weights * distances(feats, joints, coef) ** 2).sum(), weights.sum()])
     (sums,) = _summed((sums,), info)
     return float(torch.sqrt(sums[0] / sums[1].clamp_min(1e-12)))
 
 
 def refit_pooled_head(model: nn.Module, dataset, codec, *, crops: int, ridge: float, huber: float, teacher: str,
-                      seed: int, batch_size: int, workers: int, info: DistInfo) -> dict:
+                      seed: int, batch_size: int, workers: int, info) -> dict:
     """Refit ``model.head``'s coordinate rows (joint k's x and y are rows 4k and 4k+1) in
     place; returns what happened: crops read, joints fitted, the head's weighted RMS
     distance to the teacher before and after (crop fractions), seconds."""

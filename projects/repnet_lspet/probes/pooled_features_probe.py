@@ -7,9 +7,9 @@ joint coordinates; then scores them on validation crops. Errors are fractions of
 error of always predicting the training crops' mean pose (1.0 = the mean pose, lower is
 better), for a few ridge strengths. Asserts nothing.
 
-    python benchmarks/pooled_features_probe.py configs/repnet_a_lspet_128x96.yaml \\
+    python projects/repnet_lspet/probes/pooled_features_probe.py configs/repnet_a_lspet_128x96.yaml \\
         runs/repnet_a_lspet/last.pth --layer neck
-    python benchmarks/pooled_features_probe.py configs/lpn_50_lspet_128x96.yaml \\
+    python projects/repnet_lspet/probes/pooled_features_probe.py configs/lpn_50_lspet_128x96.yaml \\
         src/slimpose/weights/lpn_50_lsp_128x96_int8.pth --layer layer4 --pooled-only
 """
 
@@ -65,7 +65,7 @@ def main() -> None:
     from slimpose.config import load_config
     from slimpose.data.dataset import build_dataset
     from slimpose.engine.checkpoint import load_model_weights
-    from slimpose.engine.train import build_codec_for, build_model_for, seed_everything
+    from slimpose.engine.builders import build_codec_for, build_model_for, seed_everything
 
     cfg = load_config(args.config)
     seed_everything(0, False)

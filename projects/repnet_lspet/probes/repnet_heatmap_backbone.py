@@ -15,7 +15,7 @@ smaller weights take relatively larger steps.
 The checkpoint's backbone and fusion keys are RepNet-A's, so a RepNet-A run can start from
 them: ``slimpose train configs/repnet_a_lspet_128x96.yaml --set model.pretrained=RUN/best.pth``.
 
-    python benchmarks/repnet_heatmap_backbone.py --init-std 0.001 configs/lpn_50_lspet_128x96.yaml \\
+    python projects/repnet_lspet/probes/repnet_heatmap_backbone.py --init-std 0.001 configs/lpn_50_lspet_128x96.yaml \\
         --work-dir runs/repnet_a_heatmap --set model.name=repnet_a_heatmap train.val_interval=4
 """
 
