@@ -21,6 +21,7 @@ that load a config (train, eval, data show, quantize --calib-config), else the
 environment variable ``SLIMPOSE_DATA_ROOT``, else ``data`` (under the working directory).
 Any other ``${name}`` is a ConfigError naming the file and the field. Relative paths,
 the root's included, are taken from the working directory, as in MMPose and HRNet.
+(Inside a ``{...}`` flow mapping, YAML needs such a path quoted: ``{ann_file: "${data_root}/x"}``.)
 
 Overrides use dotted paths and YAML values: ``--set train.lr=5e-4 data.train.last=2000``;
 they are applied after composition, and may use ``${data_root}`` too (quote it for the shell).
