@@ -1,7 +1,17 @@
 """Fixtures shared by the test folders."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
+
+# The configs' ${data_root}: the data sets beside the clone (../shared/data), as CI lays
+# them out, unless SLIMPOSE_DATA_ROOT is set already. Absolute, so that tests that change
+# the working directory load the same paths.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("SLIMPOSE_DATA_ROOT", str(SHARED_DATA))
 
 
 @pytest.fixture

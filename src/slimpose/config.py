@@ -1,21 +1,37 @@
 """Experiment configs: plain dataclasses loaded from YAML, overridable with ``--set``.
 
-A YAML file names only what differs from the defaults below::
+A YAML file names only what differs from the defaults below and from its bases::
 
+    _base_: _base_/lspet.yaml          # layout and the LSP-extended train/val sets
     model: {name: lpn_50}
     data:
-      layout: lsp
-      input_size: [256, 192]
-      train: {type: lsp, ann_file: ../shared/data/lspet/joints.mat, img_dir: ..., first: 1, last: 8000}
+      input_size: [128, 96]
+      train: {last: 2000}              # deep-merged over the base's data.train
 
-Overrides use dotted paths and YAML values: ``--set train.lr=5e-4 data.train.last=2000``.
-Relative data paths are taken from the working directory, as in MMPose and HRNet.
+Composition (``_base_``): a path, or a list of paths, relative to the file that names
+it. Each base is loaded first (its own ``_base_`` too; later ones in a list win over
+earlier ones) and the file's values are deep-merged over it: mappings merge key by key,
+anything else (lists included) is replaced. A cycle of bases or a base that is not there
+is a ConfigError naming the files. Only loading composes: a run's saved ``config.yaml``
+(:func:`save_config`) is the whole, expanded config.
+
+Data root: data paths are written under ``${data_root}``, e.g.
+``ann_file: ${data_root}/lspet/joints.mat``. It is ``--data-root DIR`` on the commands
+that load a config (train, eval, data show, quantize --calib-config), else the
+environment variable ``SLIMPOSE_DATA_ROOT``, else ``data`` (under the working directory).
+Any other ``${name}`` is a ConfigError naming the file and the field. Relative paths,
+the root's included, are taken from the working directory, as in MMPose and HRNet.
+(Inside a ``{...}`` flow mapping, YAML needs such a path quoted: ``{ann_file: "${data_root}/x"}``.)
+
+Overrides use dotted paths and YAML values: ``--set train.lr=5e-4 data.train.last=2000``;
+they are applied after composition, and may use ``${data_root}`` too (quote it for the shell).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -360,9 +376,54 @@ def migrate_config_dict(data: dict) -> dict:
     return {**data, "model": model, "train": train}
 
 
-def config_from_dict(data: dict, overrides: list[str] | None = None, source: str = "config") -> ExperimentConfig:
+DATA_ROOT_ENV = "SLIMPOSE_DATA_ROOT"
+DEFAULT_DATA_ROOT = "data"
+BASE_KEY = "_base_"
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+
+
+def resolve_data_root(given: str | os.PathLike | None = None) -> str:
+    """The data root: ``given`` (``--data-root``), else $SLIMPOSE_DATA_ROOT, else ``data``."""
+    if given is not None and os.fspath(given) != "":
+        return os.fspath(given)
+    return os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
+
+
+def add_data_root_argument(parser) -> None:
+    """``--data-root DIR`` for a command that loads experiment configs."""
+    parser.add_argument("--data-root", metavar="DIR",
+                        help=f"where the config's ${{data_root}} paths point (default: ${DATA_ROOT_ENV} if set, "
+                             f"else ./{DEFAULT_DATA_ROOT})")
+
+
+def _expand(value, variables: dict[str, str], where: str):
+    """``value`` with ``${name}`` replaced in every string, naming the field of an unknown one."""
+    if isinstance(value, dict):
+        return {k: _expand(v, variables, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, variables, where) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in variables:
+            known = ", ".join(f"${{{k}}}" for k in variables)
+            raise ConfigError(f"{where}: unknown variable ${{{name}}} in {value!r}; known: {known} "
+                              f"(set by --data-root or {DATA_ROOT_ENV})")
+        return variables[name]
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def config_from_dict(data: dict, overrides: list[str] | None = None, source: str = "config",
+                     data_root: str | os.PathLike | None = None) -> ExperimentConfig:
+    """The validated config of ``data`` with ``overrides`` merged in and ``${data_root}``
+    expanded (``data_root``, else :func:`resolve_data_root`'s default)."""
     merged = migrate_config_dict(_merge(data, parse_overrides(overrides)))
     try:
+        root = resolve_data_root(data_root)
+        merged = _expand(merged, {"data_root": root.rstrip("/") or "/"}, "")
         return validate_config(_build(ExperimentConfig, merged, ""))
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
@@ -383,9 +444,35 @@ def _read_yaml_mapping(path: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+def _read_composed(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The YAML mapping of ``path`` deep-merged over its ``_base_`` files (recursively)."""
+    here = Path(os.path.normpath(path))
+    seen = [p.resolve() for p in chain]
+    if here.resolve() in seen:
+        loop = " -> ".join(str(p) for p in (*chain[seen.index(here.resolve()):], here))
+        raise ConfigError(f"{chain[0]}: _base_ files form a cycle: {loop}")
+    data = _read_yaml_mapping(here)
+    bases = data.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{here}: {BASE_KEY}: expected a path or a list of paths relative to the file, "
+                          f"got {bases!r}")
+    merged: dict = {}
+    for base in bases:
+        base_path = Path(os.path.normpath(here.parent / base))
+        if not base_path.is_file():
+            raise ConfigError(f"{here}: {BASE_KEY}: {base} not found (looked for {base_path})")
+        merged = _merge(merged, _read_composed(base_path, (*chain, here)))
+    return _merge(merged, data)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None,
+                data_root: str | os.PathLike | None = None) -> ExperimentConfig:
+    """An experiment YAML, composed with its ``_base_`` files, ``overrides`` applied and
+    ``${data_root}`` expanded (module docstring)."""
     path = Path(path)
-    return config_from_dict(_read_yaml_mapping(path), overrides, source=str(path))
+    return config_from_dict(_read_composed(path), overrides, source=str(path), data_root=data_root)
 
 
 def _missing_fields(written: dict, complete: dict, prefix: str = "") -> list[str]:

@@ -79,3 +79,46 @@ def test_domain_checks_also_apply_to_yaml_files(tmp_path):
         load_config(path)
     # Coordinate models have no heatmap stride to divide the input by.
     assert config_from_dict({"model": {"name": "repnet_a"}, "data": {"input_size": [66, 50]}}).data.input_size == (66, 50)
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_base_files_are_deep_merged_under_the_file(tmp_path):
+    write(tmp_path / "_base_" / "data.yaml",
+          "data:\n  layout: lsp\n  train: {type: lsp, first: 1, last: 8000}\n  val: {type: lsp, first: 8001}\n")
+    write(tmp_path / "_base_" / "recipe.yaml", "_base_: data.yaml\ntrain: {lr: 2.0e-3, milestones: [5, 6]}\n")
+    write(tmp_path / "_base_" / "later.yaml", "train: {lr: 3.0e-3}\n")
+    path = write(tmp_path / "exp" / "a.yaml",
+                 "_base_: [../_base_/recipe.yaml, ../_base_/later.yaml]\n"
+                 "data: {train: {last: 2000}}\ntrain: {milestones: [7]}\n")
+    cfg = load_config(path, ["data.val.first=8500"])
+    assert (cfg.data.layout, cfg.data.train.type, cfg.data.train.first, cfg.data.train.last) == ("lsp", "lsp", 1, 2000)
+    assert (cfg.data.val.type, cfg.data.val.first) == ("lsp", 8500)
+    assert cfg.train.lr == 3e-3  # a later base wins over an earlier one, the file over both
+    assert cfg.train.milestones == (7,)  # lists are replaced, not merged
+    # The saved config is whole: it loads without its bases and names no _base_.
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert "_base_" not in (tmp_path / "saved.yaml").read_text()
+    assert load_config(tmp_path / "saved.yaml") == cfg
+
+
+def test_base_cycle_and_missing_base_name_the_files(tmp_path):
+    a = write(tmp_path / "a.yaml", "_base_: b.yaml\n")
+    write(tmp_path / "b.yaml", "_base_: [c.yaml]\n")
+    write(tmp_path / "c.yaml", "_base_: ./a.yaml\n")
+    with pytest.raises(ConfigError, match=r"a.yaml: _base_ files form a cycle: .*a.yaml -> .*b.yaml -> .*c.yaml -> .*a.yaml$"):
+        load_config(a)
+    me = write(tmp_path / "me.yaml", "_base_: me.yaml\nmodel: {name: tinypose}\n")
+    with pytest.raises(ConfigError, match=r"me.yaml: _base_ files form a cycle"):
+        load_config(me)
+    write(tmp_path / "ok.yaml", "model: {name: tinypose}\n")
+    missing = write(tmp_path / "m.yaml", "_base_: [ok.yaml, _base_/nope.yaml]\n")
+    with pytest.raises(ConfigError, match=r"m.yaml: _base_: _base_/nope.yaml not found \(looked for .*nope.yaml\)"):
+        load_config(missing)
+    bad = write(tmp_path / "bad.yaml", "_base_: {a: 1}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: _base_: expected a path or a list of paths"):
+        load_config(bad)

@@ -7,6 +7,8 @@ import time
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    from slimpose.config import add_data_root_argument
+
     sub = parser.add_subparsers(dest="data_command", metavar="{synthetic,show}")
     sub.required = True
     p = sub.add_parser("synthetic", help="write a synthetic COCO-format keypoint data set")
@@ -23,6 +25,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="PNG path (default data_show_<split>.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.layout=lsp")
+    add_data_root_argument(p)
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -41,7 +44,7 @@ def run_data(args: argparse.Namespace) -> int:
         from slimpose.config import load_config
         from slimpose.data.show import show
 
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(args.config, args.set, args.data_root)
         out = args.out or f"data_show_{args.split}.png"
         path = show(cfg, args.split, args.num, out, args.seed)
         print(f"wrote {path}")

@@ -305,6 +305,8 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--calib-config", metavar="CONFIG", help="experiment config: crops of its validation persons")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="config override (with --calib-config)")
+    p.add_argument("--data-root", metavar="DIR", help="with --calib-config: where its ${data_root} paths point "
+                                                      "(default: $SLIMPOSE_DATA_ROOT if set, else ./data)")
     p.add_argument("--num-calib", type=int, default=64, help="calibration crops (default 64)")
     p.add_argument("--num-eval", type=int, default=32, help="held-out crops for the float vs INT8 comparison")
     p.add_argument("--threads", type=int, default=2)
@@ -340,10 +342,11 @@ def _spread(n_total: int, n: int) -> list[int]:
 
 
 def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None, num: int = 64,
-                      split: str = "val") -> np.ndarray:
+                      split: str = "val", data_root=None) -> np.ndarray:
     """(M, 3, H, W) normalised crops for calibration/evaluation at the model's input size:
     whole images of a folder, or the persons of a config's ``split`` (their boxes, no
-    augmentation). ``config``: a YAML path or an ``ExperimentConfig``."""
+    augmentation). ``config``: a YAML path (its ``${data_root}`` is ``data_root``) or an
+    ``ExperimentConfig``."""
     from slimpose.deploy.runtime import crops_from_images, list_images, model_input, read_onnx_metadata
 
     meta = read_onnx_metadata(onnx_path)
@@ -356,7 +359,7 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
     from slimpose.data.sources import build_source, read_image
     from slimpose.keypoints import get_layout
 
-    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides, data_root)
     src = build_source(getattr(cfg.data, split), get_layout(cfg.data.layout), size, train=False)
     if not src.instances:
         raise SlimposeError(f"{config if isinstance(config, (str, Path)) else 'config'}: the {split} set has no "
@@ -375,7 +378,8 @@ def run_quantize(args: argparse.Namespace) -> int:
         raise SlimposeError("--num-calib must be >= 1 and --num-eval >= 0")
     check_onnx_out(args.out, [args.onnx])
     crops = calibration_crops(args.onnx, images_dir=args.calib_images, config=args.calib_config,
-                              overrides=args.overrides, num=args.num_calib + args.num_eval)
+                              overrides=args.overrides, num=args.num_calib + args.num_eval,
+                              data_root=args.data_root)
     # Hold out every k-th crop for the comparison so calibration and evaluation differ.
     n = len(crops)
     if args.num_eval and n > 1:

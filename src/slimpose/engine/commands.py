@@ -14,6 +14,8 @@ from slimpose.errors import ConfigError, OutputError
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from slimpose.config import add_data_root_argument
+
     p.add_argument("config", nargs="?", help="experiment YAML (see configs/); not needed with --resume WORK_DIR")
     p.add_argument("--work-dir", help="where checkpoints and logs go (default: work_dirs/<config name>)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="WORK_DIR",
@@ -24,6 +26,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in a work dir that already holds one (its checkpoints and logs are removed)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields, e.g. train.lr=5e-4")
+    add_data_root_argument(p)
 
 
 def _is_main_process() -> bool:
@@ -86,11 +89,11 @@ def _resume_config(args: argparse.Namespace, work_dir: Path, checkpoint: dict | 
         if not args.config:
             raise ConfigError(f"{work_dir}: no run to resume (no config.yaml or last.pth there)")
         print(f"slimpose: nothing to resume in {work_dir}; starting a new run")
-        return load_config(args.config, args.set), False
+        return load_config(args.config, args.set, args.data_root), False
     if args.config:
-        given = load_config(args.config, args.set)
+        given = load_config(args.config, args.set, args.data_root)
     elif args.set:
-        given = config_from_dict(saved.to_dict(), args.set, source="--set")
+        given = config_from_dict(saved.to_dict(), args.set, source="--set", data_root=args.data_root)
     else:
         return saved, False
     diffs = config_differences(saved.to_dict(), given.to_dict())
@@ -133,7 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise ConfigError("give an experiment CONFIG, or --resume WORK_DIR to continue a run")
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(args.config, args.set, args.data_root)
     try:
         summary = train(cfg, work_dir, resume=resuming, overwrite=args.overwrite,
                         keep_previous_config=replace_config)
@@ -152,6 +155,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    from slimpose.config import add_data_root_argument
+
     p.add_argument("config", nargs="?", help="experiment YAML (default: the config stored in the checkpoint)")
     p.add_argument("--checkpoint", help="trained weights (.pth), or a shipped weight name (see 'slimpose weights')")
     p.add_argument("--onnx", help="score an exported ONNX file (float or INT8) or a shipped weight's ONNX through the "
@@ -163,6 +168,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="write the metrics here as JSON, predictions beside it "
                                  "(default: ./eval_<run>_<checkpoint>/metrics.json)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields")
+    add_data_root_argument(p)
     p.add_argument("--ann", help="COCO keypoint annotation JSON (with --results: score a results file, no model)")
     p.add_argument("--results", help="COCO keypoint results JSON to score against --ann")
     p.add_argument("--layout", help="with --results: the results' keypoint layout when it is not the annotations' "
@@ -214,10 +220,10 @@ def _eval_onnx(args: argparse.Namespace) -> int:
 
     onnx_path = resolve_model_file(args.onnx)
     if args.config:
-        cfg = load_config(args.config, list(args.set))
+        cfg = load_config(args.config, list(args.set), args.data_root)
     elif onnx_path.resolve() != Path(args.onnx).resolve():  # a shipped name: its manifest holds the config
         cfg = config_from_dict(get_weight(args.onnx).manifest["config"], list(args.set),
-                               source=f"shipped weight {args.onnx} (manifest config)")
+                               source=f"shipped weight {args.onnx} (manifest config)", data_root=args.data_root)
     else:
         raise ConfigError(f"{onnx_path}: give the experiment CONFIG whose validation set to score it on")
     if args.boxes or args.decode:
@@ -248,9 +254,10 @@ def _eval_checkpoint(args: argparse.Namespace) -> int:
     if args.decode:
         overrides.append(f"test.decode={args.decode}")
     if args.config:
-        cfg = load_config(args.config, overrides)
+        cfg = load_config(args.config, overrides, args.data_root)
     elif isinstance(ckpt.get("config"), dict):
-        cfg = config_from_dict(ckpt["config"], overrides, source=f"{args.checkpoint} (stored config)")
+        cfg = config_from_dict(ckpt["config"], overrides, source=f"{args.checkpoint} (stored config)",
+                               data_root=args.data_root)
     else:
         raise ConfigError(f"{args.checkpoint}: holds no config; pass the experiment YAML")
     if not cfg.data.val.ann_file:
