@@ -121,7 +121,6 @@ def register_model(
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    _load_builtin_models()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -129,7 +128,6 @@ def get_model_entry(name: str) -> ModelEntry:
 
 
 def list_models() -> list[str]:
-    _load_builtin_models()
     return sorted(_REGISTRY)
 
 
@@ -148,8 +146,3 @@ def build_model(name: str, **kwargs) -> nn.Module:
     model.model_name = name
     model.model_info = entry.info
     return model
-
-
-def _load_builtin_models() -> None:
-    # Importing the model files runs their @register_model decorators.
-    from slimpose.models import _builtin  # noqa: F401
