@@ -191,3 +191,37 @@ def test_a_flipped_bit_in_a_checkpoints_weights_is_refused(run, tmp_path):
     _flip_a_weight_byte(run / "last.pth")
     line = one_error_line(slimpose("eval", "--checkpoint", run / "last.pth", "--out", tmp_path / "m.json"))
     assert "the weights do not match the digest stored with them" in line
+
+
+def test_a_run_folder_of_the_previous_version_resumes(synth, tmp_path):
+    """slimpose 0.1.0 kept the pooled-RLE head's options as nine train.* fields in
+    config.yaml and in last.pth's stored config; such a half-finished run resumes, its
+    values read as model.head's."""
+    from slimpose.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = small_config(synth, epochs=2, val_interval=0, max_iters_per_epoch=1)
+    cfg["model"] = {"name": "repnet_a", "kwargs": {"init_std": 0.001}, "head": {"dense_weight": 10.0}}
+    cfg["data"]["input_size"] = [64, 64]
+    config = tmp_path / "repnet.yaml"
+    config.write_text(yaml.safe_dump({**cfg, "train": {**cfg["train"], "epochs": 1}}))
+    work_dir = tmp_path / "run"
+    assert slimpose("train", config, "--work-dir", work_dir).returncode == 0
+
+    def as_written_by_0_1_0(saved: dict) -> dict:
+        old = {**saved, "model": {k: v for k, v in saved["model"].items() if k != "head"}}
+        old["train"] = {**saved["train"], "epochs": 2, "decomposed_regression_weight": 10.0,
+                        "decomposed_regression_sigma": 1.0, "decomposed_regression_target": "gaussian",
+                        "decomposed_regression_norm": "mse", "decomposed_regression_teacher": "ground_truth",
+                        "auxiliary_heatmap_weight": 0.0, "head_refit_crops": 0, "head_refit_ridge": 1.0,
+                        "head_refit_huber": 0.05}
+        return old
+
+    written = yaml.safe_load((work_dir / "config.yaml").read_text())
+    (work_dir / "config.yaml").write_text(yaml.safe_dump(as_written_by_0_1_0(written), sort_keys=False))
+    last = load_checkpoint(work_dir / "last.pth")
+    save_checkpoint({**last, "config": as_written_by_0_1_0(last["config"])}, work_dir / "last.pth")
+    done = slimpose("train", "--resume", work_dir)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stdout and "epoch 2/2" in done.stdout
+    resumed = yaml.safe_load((work_dir / "config.yaml").read_text())
+    assert resumed["model"]["head"] == {"dense_weight": 10.0} and "decomposed_regression_weight" not in resumed["train"]

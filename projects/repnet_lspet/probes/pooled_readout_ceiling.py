@@ -1,10 +1,10 @@
 """How far can a pooled regression get from a heatmap model's own heatmaps?
 
 RepNet's output is the mean over its fused map of a Linear applied at every position.
-Trained towards dense targets (``train.decomposed_regression_target``), the best such a
+Trained towards dense targets (``model.head.dense_target``), the best such a
 readout can do given what the features know is a statistic of the joint's posterior
 over positions: its mean for the MSE forms, its per-axis median for ``half_plane`` with
-``train.decomposed_regression_norm=l1``. A heatmap model's normalised heatmap is such a
+``model.head.dense_norm=l1``. A heatmap model's normalised heatmap is such a
 posterior, so reading a trained heatmap model's maps with those statistics, instead of
 their maximum, estimates what a pooled readout of equally good features would score.
 
@@ -21,7 +21,7 @@ height is not a calibrated probability.
 Checkpoints of ``benchmarks/repnet_heatmap_backbone.py`` (RepNet-A's backbone and fusion
 under a heatmap decoder) are read too, and so are RepNet checkpoints trained with
 ``model.kwargs.auxiliary_heatmaps``: their training-only decoder's maps (the teacher of
-``train.decomposed_regression_teacher=auxiliary_heatmaps``) are read, after the pooled
+``model.head.teacher=auxiliary_heatmaps``) are read, after the pooled
 regression itself is scored as the deployed network would be.
 
     python projects/repnet_lspet/probes/pooled_readout_ceiling.py runs/repnet_a_lspet_distilled/best.pth
