@@ -23,8 +23,7 @@ CONFIGS = experiment_configs()
 # Configs that keep their literal ../shared/data paths: the one the shipped weights cite
 # (so it loads as their manifests record, whatever the root) and the RepNet-A recipes
 # that are moving out of configs/.
-PINNED_PATHS = {"lpn_50_lspet-long_128x96.yaml", "repnet_a_lspet-decomposed_128x96.yaml",
-                "repnet_a_lspet-distilled_128x96.yaml", "repnet_a_lspet-refit_128x96.yaml"}
+PINNED_PATHS = {"lpn_50_lspet-long_128x96.yaml"}
 BASES = sorted(REPO.glob("**/_base_/*.yaml"))
 
 
