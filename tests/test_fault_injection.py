@@ -1,5 +1,5 @@
 """Faults a user's runs meet, injected: kill -9 between any two writes of a training run,
-SIGTERM during `slimpose infer`, a disk that fills up, two runs in one folder.
+SIGTERM and kill -9 during `slimpose infer`, a disk that fills up, two runs in one folder.
 
 Every run goes through the command line in a subprocess, as a user's does; the faults come
 from tests/faultrun.py, which wraps the same command (slimpose itself knows nothing of it).
@@ -22,7 +22,9 @@ import yaml
 from slimpose.data.synthetic import generate_synthetic_coco
 
 sys.path.insert(0, str(Path(__file__).parent / "engine"))
+sys.path.insert(0, str(Path(__file__).parent / "inference"))
 from engine_testdata import small_config  # noqa: E402
+from infer_testdata import ENV as INFER_ENV, INFER, export_tiny_pose, write_images  # noqa: E402
 
 FAULTRUN = Path(__file__).parent / "faultrun.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -207,3 +209,69 @@ def test_a_second_run_in_a_folder_in_use_is_refused_even_with_overwrite(config_f
     log = [json.loads(line) for line in (work_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == list(range(1, len(log) + 1))
     assert torch.load(work_dir / "last.pth", weights_only=True)["epoch"] == len(log)
+
+
+# --------------------------------------------------------------------------- slimpose infer
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    return export_tiny_pose(tmp_path_factory.mktemp("pose"))
+
+
+MANY = 200  # more images than a run gets ahead of the test (see started_run)
+
+
+def drawn_images(out) -> set[str]:
+    """Source names of the drawings in ``out`` (``a.png_pose.jpg`` -> ``a.png``)."""
+    return {p.name[:-len("_pose.jpg")] for p in out.glob("*_pose.jpg")}
+
+
+def started_run(tiny_onnx, folder, out, stderr_path) -> subprocess.Popen:
+    """``infer`` on ``folder`` in the background, returned once it has printed 3 images.
+
+    It cannot finish before the test stops it, however fast the machine: its stdout is an
+    unbuffered pipe of one page that the test does not read, so it blocks some tens of
+    images later until the test drains the pipe."""
+    fcntl = pytest.importorskip("fcntl")
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):
+        pytest.skip("needs Linux pipes (F_SETPIPE_SZ)")
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen([*INFER, str(tiny_onnx), str(folder), "--out", str(out), "--threads", "1"],
+                                stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                env={**INFER_ENV, "PYTHONUNBUFFERED": "1"})
+    fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    for _ in range(3):
+        assert proc.stdout.readline(), f"infer ended before it was stopped: {stderr_path.read_text()}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory):
+    return write_images(tmp_path_factory.mktemp("many"), [f"im{i:03d}.png" for i in range(MANY)])
+
+
+def test_sigterm_stops_after_the_current_image_and_writes_its_results(tiny_onnx, many_images, tmp_path):
+    out, stderr = tmp_path / "out", tmp_path / "stderr.txt"
+    proc = started_run(tiny_onnx, many_images, out, stderr)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr.read_text()
+    results = json.loads((out / "results.json").read_text())
+    done = {r["image_id"] for r in results}
+    assert done == drawn_images(out) and 3 <= len(done) < MANY  # the current image finished, no more
+    last_line = stderr.read_text().strip().splitlines()[-1]
+    assert f"stopped by SIGTERM after {len(done)} of {MANY} images" in last_line, last_line
+    assert json.loads((out / "infer_run.json").read_text())["status"].startswith("stopped by SIGTERM")
+
+
+def test_a_killed_run_leaves_whole_results_and_says_it_did_not_finish(tiny_onnx, many_images, tmp_path):
+    out = tmp_path / "out"
+    proc = started_run(tiny_onnx, many_images, out, tmp_path / "stderr.txt")
+    proc.kill()  # SIGKILL: no handler runs, only what is on disk counts
+    proc.communicate(timeout=120)
+    assert (out / "results.json").is_file(), sorted(p.name for p in out.iterdir())[:5]
+    results = json.loads((out / "results.json").read_text())  # whole, never half-written
+    done = {r["image_id"] for r in results}
+    assert done and done <= drawn_images(out)
+    record = json.loads((out / "infer_run.json").read_text())
+    assert record["status"] == "running" and "results.json" in record["outputs"]

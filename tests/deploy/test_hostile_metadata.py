@@ -101,3 +101,66 @@ def test_an_input_size_declared_only_in_the_metadata_is_checked(tmp_path):
     onnx.save(model, str(path))
     with pytest.raises(RuntimeModelError, match="'input_size'.*exceeds"):
         OnnxPoseEstimator(path)
+
+
+# --------------------------------------------------------------------------- slimpose bench
+
+
+def _with_dynamic_sides(path):
+    model = onnx.load(str(path))
+    for dim in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.dim_param = "side"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("input_hw, side", [((16000, 12000), "H = 16000"), ((256, 8192), "W = 8192"),
+                                            ((8, -5), "W = -5")])
+def test_bench_refuses_a_declared_input_beyond_the_bound_before_building_it(tmp_path, input_hw, side):
+    from slimpose.deploy.benchmark import benchmark
+    from slimpose.errors import SlimposeError
+
+    path = tmp_path / "huge.onnx"
+    _write_model(path, (8, 8))
+    model = onnx.load(str(path))  # the graph declares the size; bench times the graph, not the metadata
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim[2:], input_hw):
+        dim.dim_value = value
+    onnx.save(model, str(path))
+    with pytest.raises(SlimposeError, match=f"input 'input' shape .*{side} is outside 1..4096") as err:
+        benchmark([str(path)], backends=("onnxruntime",), threads=1, warmup=0, iters=1, rounds=1)
+    assert str(path) in str(err.value)
+
+
+def test_bench_takes_dynamic_sides_from_the_metadata_and_bounds_them(tmp_path):
+    from slimpose.deploy.benchmark import onnx_input_size
+    from slimpose.errors import SlimposeError
+
+    assert onnx_input_size(_write_model(tmp_path / "big.onnx", (4096, 4096))) == (4096, 4096)  # the bound itself
+    assert onnx_input_size(_with_dynamic_sides(_write_model(tmp_path / "dyn.onnx", (8, 8)))) == (8, 8)
+    huge = _with_dynamic_sides(_write_model(tmp_path / "dyn_huge.onnx", (8, 8), input_size=json.dumps([16000, 8])))
+    with pytest.raises(RuntimeModelError, match="'input_size'.*exceeds 4096") as err:
+        onnx_input_size(huge)
+    assert str(huge) in str(err.value)
+    # without slimpose metadata nothing says what size to build: refused, not guessed
+    bare = onnx.load(str(huge))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(SlimposeError, match=r"bare.onnx: the input must be .* fixed H and W .*'side'"):
+        onnx_input_size(tmp_path / "bare.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\xff" * 64)
+    with pytest.raises(SlimposeError, match="junk.onnx: not a readable ONNX model"):
+        onnx_input_size(tmp_path / "junk.onnx")
+
+
+def test_bench_cli_on_a_hostile_file_is_one_line(tmp_path):
+    path = _write_model(tmp_path / "huge.onnx", (8, 8))
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 100_000
+    onnx.save(model, str(path))
+    result = subprocess.run([sys.executable, "-m", "slimpose", "bench", str(path), "--backend", "onnxruntime",
+                             "--warmup", "0", "--iters", "1", "--threads", "1"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    err = result.stderr.strip()
+    lines = [line for line in err.splitlines() if not line.startswith("note:")]  # e.g. a busy machine's load
+    assert result.returncode == 2 and "Traceback" not in err and len(lines) == 1, (result.returncode, err)
+    assert str(path) in lines[0] and "H = 100000" in lines[0], err

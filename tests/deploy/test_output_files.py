@@ -3,21 +3,27 @@ user needs: their own input (also through a link or another spelling of its path
 existing file that is not an ONNX model, or a directory (issue 29). Each refusal is one
 line on stderr, exit code 2, and the file keeps its bytes.
 
-Through the CLI in a subprocess, so the tests hold whatever the commands call inside.
+Through the CLI in a subprocess, so the tests hold whatever the commands call inside; and
+through the Python API (export_onnx, quantize_int8), which refuses the same paths with an
+OutputError.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from slimpose.deploy.export import export_onnx
+from slimpose.deploy.quantize import quantize_int8
 from slimpose.engine.checkpoint import save_checkpoint
+from slimpose.errors import OutputError
 from slimpose.keypoints import COCO17
 from slimpose.models.registry import build_model
 
@@ -133,3 +139,52 @@ def test_quantize_to_a_directory_is_refused(float_onnx, calib_images):
                        "--num-calib", 1)
     _assert_refused(result, str(calib_images), "is a directory")
     assert sorted(p.name for p in calib_images.iterdir()) == ["0.png", "1.png"]
+
+
+# --------------------------------------------------------------------------- the Python API
+
+
+def _tiny_model():
+    return build_model("tinypose", input_size=SIZE, **TINY)
+
+
+def test_export_onnx_refuses_its_own_checkpoint_in_any_spelling(tmp_path, checkpoint, monkeypatch):
+    before = checkpoint.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.onnx").symlink_to(checkpoint)
+    monkeypatch.chdir(tmp_path)
+    for out in ("mine.pth", "./sub/../mine.pth", tmp_path / "link.onnx"):
+        with pytest.raises(OutputError, match=f"^{re.escape(str(Path(out)))}: is the input {re.escape(str(checkpoint))}; writing it would"):
+            export_onnx(_tiny_model(), out, SIZE, COCO17, check=False, inputs=[checkpoint])
+        assert checkpoint.read_bytes() == before
+    # named as an input or not, a checkpoint is not an ONNX file: never replaced
+    with pytest.raises(OutputError, match="mine.pth: exists and is not an ONNX file"):
+        export_onnx(_tiny_model(), "mine.pth", SIZE, COCO17, check=False)
+    assert checkpoint.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "link.onnx", "mine.pth", "sub"]
+
+
+def test_export_onnx_refuses_a_directory_and_replaces_an_onnx_file(tmp_path, float_onnx):
+    with pytest.raises(OutputError, match="is a directory"):
+        export_onnx(_tiny_model(), tmp_path, SIZE, COCO17, check=False)
+    before = float_onnx.read_bytes()
+    export_onnx(_tiny_model(), float_onnx, SIZE, COCO17, check=False, decode="dark", model_kwargs=TINY)
+    assert float_onnx.read_bytes() != before
+
+
+def test_quantize_int8_refuses_its_own_input_in_any_spelling(tmp_path, float_onnx, monkeypatch):
+    before = float_onnx.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.onnx").symlink_to(float_onnx)
+    monkeypatch.chdir(tmp_path)
+    crops = np.zeros((1, 3, *SIZE), np.float32)
+    for out in ("float.onnx", "./sub/../float.onnx", tmp_path / "link.onnx"):
+        with pytest.raises(OutputError, match=f"^{re.escape(str(Path(out)))}: is the input {re.escape(str(float_onnx))}; writing it would"):
+            quantize_int8(float_onnx, out, crops)
+        assert float_onnx.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float.onnx", "link.onnx", "sub"]
+    config = tmp_path / "experiment.yaml"
+    config.write_text("model:\n  name: tinypose\n")
+    with pytest.raises(OutputError, match="experiment.yaml: exists and is not an ONNX file"):
+        quantize_int8(float_onnx, config, crops)
+    assert config.read_text() == "model:\n  name: tinypose\n"

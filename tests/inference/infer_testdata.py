@@ -49,3 +49,22 @@ def write_images(folder: Path, names, h: int = 30, w: int = 40) -> Path:
     for i, name in enumerate(names):
         assert cv2.imwrite(str(folder / name), textured_image(i, h, w))
     return folder
+
+
+def export_tiny_pose(folder: Path) -> Path:
+    """TinyPose (COCO-17) with random weights, exported at 64x48 into ``folder``."""
+    torch = pytest.importorskip("torch")
+    from slimpose.deploy.export import export_onnx
+    from slimpose.keypoints import get_layout
+    from slimpose.models.registry import build_model
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_model("tinypose", num_joints=17, input_size=POSE_SIZE).eval()
+        path = folder / "tinypose.onnx"
+        export_onnx(model, path, POSE_SIZE, get_layout("coco"))
+    finally:
+        torch.set_num_threads(threads)
+    return path

@@ -115,7 +115,9 @@ def test_reparameterize_same_output(name):
         out = deployed(x)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in deployed.modules())
     assert ref.abs().max() > 1e-2  # a meaningful comparison, not two near-zero maps
-    assert (out - ref).abs().max().item() < 1e-4
+    # float32 rounding of two different graphs (~7 ulps of the output's largest value here):
+    # 1e-4 of the output scale; a wrong BN fold or a dropped branch is off by ~1e-1.
+    assert (out - ref).abs().max().item() < 1e-4 * max(1.0, ref.abs().max().item())
     assert count_params(deployed) < count_params(model)
 
 
@@ -133,4 +135,4 @@ def test_onnx_export_matches(tmp_path):
     with torch.no_grad():
         ref = model(x).numpy()
     assert out.shape == ref.shape == (1, 17, SMALL[0] // 4, SMALL[1] // 4)
-    assert abs(out - ref).max() < 1e-4
+    assert abs(out - ref).max() < 1e-4 * max(1.0, abs(ref).max())  # ORT vs PyTorch kernels: relative

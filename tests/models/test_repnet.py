@@ -61,10 +61,13 @@ def test_reparameterized_equals_training_form(trained_and_deployed):
         y_train, y_deploy = model(x), deployed(x)
         feats_train, feats_deploy = model.backbone(x), deployed.backbone(x)
     assert y_train.abs().max() > 0.5  # the comparison is not between near-constant outputs
+    # Two different float32 graphs through a 22-block backbone: 1e-4 of the values' scale
+    # (measured ~3 ulps on the outputs, ~14 on the deepest features); a wrong fold or a
+    # dropped branch is off by ~1e-1.
     diff = (y_train - y_deploy).abs().max().item()
-    assert diff < 1e-5, f"{name}: max abs diff {diff}"
+    assert diff < 1e-4 * max(1.0, y_train.abs().max().item()), f"{name}: max abs diff {diff}"
     for a, b in zip(feats_train, feats_deploy):
-        assert ((a - b).abs().max() / a.abs().max()).item() < 1e-5
+        assert ((a - b).abs().max() / a.abs().max()).item() < 1e-4
 
 
 def test_deployed_blocks_are_single_convs(trained_and_deployed):
@@ -100,8 +103,9 @@ def test_block_merge_does_not_depend_on_traversal_order():
         folded_first.rbr_1x1.reparameterize()
         folded_first.reparameterize()
         block.reparameterize()
-        assert (block(x) - ref).abs().max() < 1e-5
-        assert (folded_first(x) - ref).abs().max() < 1e-5
+        tol = 1e-5 * max(1.0, ref.abs().max().item())  # one fused conv vs three branches: ~80 ulps
+        assert (block(x) - ref).abs().max() < tol
+        assert (folded_first(x) - ref).abs().max() < tol
 
 
 def test_paper_figures(trained_and_deployed):
@@ -202,7 +206,7 @@ def test_onnx_export_matches_torch(tmp_path):
     with torch.no_grad():
         ref = deployed(x).numpy()
     assert out.shape == (1, 17, 4)
-    assert abs(out - ref).max() < 1e-4
+    assert abs(out - ref).max() < 1e-4 * max(1.0, abs(ref).max())  # ORT vs PyTorch kernels: relative
 
 
 def _blob_crops(n: int, gen: torch.Generator, h: int = 64, w: int = 48) -> tuple[torch.Tensor, torch.Tensor]:

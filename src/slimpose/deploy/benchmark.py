@@ -141,14 +141,36 @@ def onnx_model_file(spec: str) -> Path | None:
 
 
 def onnx_input_size(onnx_path: Path) -> tuple[int, int]:
-    """(H, W) of an ONNX model's image input; it must be static to be timed."""
+    """(H, W) of an ONNX model's image input, at most the runtime's MAX_INPUT_SIDE a side:
+    the graph's fixed H and W, or where they are dynamic the slimpose metadata's
+    ``input_size`` (bounded the same way). A size it cannot bound is one error naming the
+    file and the field, before any input is built."""
     import onnx
+    from google.protobuf.message import DecodeError
 
-    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    hw = [d.dim_value for d in dims[2:4]]
-    if len(dims) != 4 or not all(hw):
+    from slimpose.deploy.runtime import MAX_INPUT_SIDE, read_onnx_metadata
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as e:
+        raise SlimposeError(f"{onnx_path}: not a readable ONNX model ({e})") from None
+    graph = model.graph
+    if not graph.input or len(graph.input[0].type.tensor_type.shape.dim) != 4:
         raise SlimposeError(f"{onnx_path}: the input must be (N, 3, H, W) with a fixed H and W to be timed")
-    return int(hw[0]), int(hw[1])
+    inp = graph.input[0]
+    dims = inp.type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+    if not all(d.HasField("dim_value") for d in dims[2:4]):
+        if not any(p.key == "slimpose_version" for p in model.metadata_props):
+            raise SlimposeError(f"{onnx_path}: the input must be (N, 3, H, W) with a fixed H and W to be timed "
+                                f"(input {inp.name!r} is {shape})")
+        return read_onnx_metadata(onnx_path).input_size  # checks 'input_size' against MAX_INPUT_SIDE
+    for axis, side in ((2, "H"), (3, "W")):
+        if not 1 <= dims[axis].dim_value <= MAX_INPUT_SIDE:
+            raise SlimposeError(f"{onnx_path}: input {inp.name!r} shape {shape}: {side} = {dims[axis].dim_value} is "
+                                f"outside 1..{MAX_INPUT_SIDE} pixels a side (pose crops are a few hundred); "
+                                f"not timing it")
+    return int(dims[2].dim_value), int(dims[3].dim_value)
 
 
 def model_spec(spec: str, input_size: tuple[int, int] | None = None) -> tuple[str, tuple[int, int]]:

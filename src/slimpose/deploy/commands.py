@@ -49,37 +49,13 @@ def _resolve_models(names: list[str], all_: bool, sized: bool = False) -> list[s
     return list(names)
 
 
-def _is_onnx_model(path: Path) -> bool:
-    """Whether ``path`` holds an ONNX model: it parses as one and has a graph (a
-    checkpoint's zip, a config or an image does not parse)."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        return onnx.load(str(path), load_external_data=False).HasField("graph")
-    except (DecodeError, OSError, ValueError):
-        return False
-
-
 def check_onnx_out(out: str | Path, inputs: list[str | Path]) -> None:
-    """Refuse, in one line, an ONNX ``--out`` that cannot be written as a file (a
-    directory, or a path below a file) or whose writing would lose a file: one of the
-    command's ``inputs`` (through a link or another spelling of its path too), or an
-    existing file that is not an ONNX model (e.g. a checkpoint). An existing ONNX file is
-    replaced: a re-export is ordinary, and an empty file holds nothing to lose."""
-    out = Path(out)
-    if out.is_dir():
-        raise SlimposeError(f"--out {out}: is a directory; give a file name, e.g. {out / 'model.onnx'}")
-    folder = next(p for p in out.absolute().parents if p.exists())
-    if not folder.is_dir():
-        raise SlimposeError(f"--out {out}: {folder} is a file, not a folder")
-    if not out.exists():
-        return
-    for source in inputs:
-        if Path(source).exists() and out.samefile(source):
-            raise SlimposeError(f"--out {out}: is the input {source}; writing it would replace that file")
-    if out.stat().st_size and not _is_onnx_model(out):
-        raise SlimposeError(f"--out {out}: exists and is not an ONNX file; not replacing it (give another name)")
+    """Refuse, in one line, an ONNX ``--out`` that cannot be written as a file or whose
+    writing would lose a file (see :func:`slimpose.deploy.export.check_onnx_output`, which
+    export_onnx and quantize_int8 run too): checked here before any model is loaded."""
+    from slimpose.deploy.export import check_onnx_output
+
+    check_onnx_output(out, inputs, name="--out")
 
 
 # --------------------------------------------------------------------------- models
@@ -225,6 +201,7 @@ def run_export(args: argparse.Namespace) -> int:
                       beta=float(meta.get("beta", 160.0)),
                       sigma=float(meta.get("heatmap_sigma", 2.0)), model_name=args.model,
                       weights=weights_record(args.checkpoint) if args.checkpoint else None,
+                      inputs=[args.checkpoint] if args.checkpoint else [],
                       model_kwargs=meta.get("model_kwargs") or {}, tolerance=args.tolerance)
     print(f"wrote {res['path']} ({args.model}, input {size[0]}x{size[1]}, layout {layout.name}, "
           f"output {res['output_shape']}{', dynamic batch' if args.dynamic_batch else ''})")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from slimpose import __version__
 from slimpose.codecs import build_codec
 from slimpose.data.transforms import BOX_PADDING
-from slimpose.errors import SlimposeError
+from slimpose.errors import OutputError, SlimposeError
 from slimpose.io import atomic_write, file_sha256
 from slimpose.keypoints import KeypointLayout, get_layout
 
@@ -43,6 +44,43 @@ DEFAULT_TOLERANCE = 1e-3
 
 class ExportError(SlimposeError):
     """The model could not be exported, or the export does not match PyTorch."""
+
+
+def _is_onnx_model(path: Path) -> bool:
+    """Whether ``path`` holds an ONNX model: it parses as one and has a graph (a
+    checkpoint's zip, a config or an image does not parse)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(path), load_external_data=False).HasField("graph")
+    except (DecodeError, OSError, ValueError):
+        return False
+
+
+def check_onnx_output(out: str | Path, inputs: Sequence[str | Path | None] = (), name: str | None = None) -> Path:
+    """Refuse, with one :class:`OutputError` naming ``out``, an ONNX output path that
+    cannot be written as a file (a directory, or a path below a file) or whose writing
+    would lose a file: one of ``inputs`` (the same file through a link or another
+    spelling of its path too), or an existing file that is not an ONNX model (e.g. a
+    checkpoint). An existing ONNX file may be replaced: a re-export is ordinary, and an
+    empty file holds nothing to lose. ``name`` (e.g. ``"--out"``) starts the message.
+    Returns ``out`` as a Path."""
+    out = Path(out)
+    shown = f"{name} {out}" if name else str(out)
+    if out.is_dir():
+        raise OutputError(f"{shown}: is a directory; give a file name, e.g. {out / 'model.onnx'}")
+    folder = next(p for p in out.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise OutputError(f"{shown}: {folder} is a file, not a folder")
+    if not out.exists():
+        return out
+    for source in inputs:
+        if source is not None and Path(source).exists() and out.samefile(source):
+            raise OutputError(f"{shown}: is the input {source}; writing it would replace that file")
+    if out.stat().st_size and not _is_onnx_model(out):
+        raise OutputError(f"{shown}: exists and is not an ONNX file; not replacing it (give another name)")
+    return out
 
 
 def weights_record(path: str | Path) -> dict:
@@ -119,6 +157,7 @@ def export_onnx(
     model_kwargs: dict | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
+    inputs: Sequence[str | Path] = (),
 ) -> dict:
     """Export ``model`` in deployed form to ``out_path`` (ONNX, input "input", output "output").
 
@@ -130,6 +169,9 @@ def export_onnx(
     :func:`slimpose.deploy.runtime.crops_from_images`); a max abs difference above
     ``tolerance`` x max(1, max |output|) is an :class:`ExportError` and nothing is
     written. ``weights`` (see :func:`weights_record`) names the weights in the metadata.
+    ``out_path`` is checked first (:func:`check_onnx_output`): it may not be one of
+    ``inputs`` (the files the model came from, e.g. its checkpoint), a directory, or an
+    existing file that is not an ONNX model; each is an :class:`OutputError`.
 
     Returns ``{"path", "max_abs_diff_random", "max_abs_diff_real", "max_abs_output_random",
     "max_abs_output_real", "tolerance", "output_shape", "metadata"}`` (None where not
@@ -143,7 +185,7 @@ def export_onnx(
     from slimpose.deploy.runtime import PoseModelMetadata, RuntimeModelError
     from slimpose.models.registry import ModelInfo
 
-    out_path = Path(out_path)
+    out_path = check_onnx_output(out_path, inputs)
     h, w = int(input_size[0]), int(input_size[1])
     info = getattr(model, "model_info", None) or ModelInfo()
     model_name = model_name or getattr(model, "model_name", type(model).__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimpose.deploy.export import set_onnx_metadata
+from slimpose.deploy.export import check_onnx_output, set_onnx_metadata
 from slimpose.deploy.runtime import OnnxPoseEstimator, make_session, read_onnx_metadata
 from slimpose.errors import SlimposeError
 from slimpose.io import atomic_path
@@ -102,7 +102,9 @@ def quantize_int8(
     None = on where the CPU lacks VNNI, whose U8S8 kernels (AVX2 ``vpmaddubsw``) saturate
     16-bit sums of full-range products (ONNX Runtime's advice). The slimpose
     ``metadata_props`` are copied to the result (plus a ``quantization`` entry). Returns
-    a summary dict.
+    a summary dict. ``onnx_out`` is checked first (:func:`~slimpose.deploy.export.check_onnx_output`):
+    ``onnx_in`` itself (through a link or another spelling of its path too), a directory
+    or an existing file that is not an ONNX model is an :class:`~slimpose.errors.OutputError`.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -112,7 +114,7 @@ def quantize_int8(
         quantize_static,
     )
 
-    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
+    onnx_in, onnx_out = Path(onnx_in), check_onnx_output(onnx_out, [onnx_in])
     meta = read_onnx_metadata(onnx_in)
     src = onnx.load(str(onnx_in))
     crops = np.asarray(calibration_crops, dtype=np.float32)
