@@ -239,7 +239,7 @@ class InferRun:
         return self.quit or self.stop.received is not None
 
     def drawn(self, image: np.ndarray, people, with_ids: bool) -> np.ndarray:
-        from slimpose.inference.draw import draw_box, draw_pose
+        from slimpose.drawing import draw_box, draw_pose
 
         t = time.perf_counter()
         canvas = image.copy()
