@@ -24,8 +24,9 @@ from slimpose import __version__
 from slimpose.codecs import KeypointCodec, MetadataFieldError, codec_from_metadata, predict_keypoints, predict_outputs
 from slimpose.codecs.base import read_bool, read_choice, read_number, read_numbers, read_size, read_text
 from slimpose.data.sources import read_image
-from slimpose.data.transforms import BOX_PADDING, box_to_center_scale, get_affine_transform, normalize_crop
+from slimpose.data.transforms import BOX_PADDING, box_to_center_scale, normalize_crop
 from slimpose.errors import SlimposeError
+from slimpose.geometry import get_affine_transform
 from slimpose.keypoints import KeypointLayout
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
