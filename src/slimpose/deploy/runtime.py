@@ -1,7 +1,7 @@
 """Torch-free pose inference with an exported ONNX model.
 
 Only numpy, OpenCV, onnxruntime and torch-free slimpose modules (keypoints, codecs,
-data.transforms, data.sources) are imported: this is what a CPU or edge user deploys.
+data.transforms, data.base) are imported: this is what a CPU or edge user deploys.
 
     est = OnnxPoseEstimator("lpn_50.onnx", threads=2)
     keypoints, scores = est(image_bgr, boxes_xywh)   # (N, K, 2) image px, (N, K)
@@ -23,7 +23,7 @@ import onnxruntime as ort
 from slimpose import __version__
 from slimpose.codecs import KeypointCodec, MetadataFieldError, codec_from_metadata, predict_keypoints, predict_outputs
 from slimpose.codecs.base import read_bool, read_choice, read_number, read_numbers, read_size, read_text
-from slimpose.data.sources import read_image
+from slimpose.data.base import read_image
 from slimpose.data.transforms import BOX_PADDING, box_to_center_scale, normalize_crop
 from slimpose.errors import SlimposeError
 from slimpose.geometry import get_affine_transform

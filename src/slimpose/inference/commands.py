@@ -256,7 +256,7 @@ class InferRun:
 
     # ------------------------------------------------------------------ photos
     def photo_paths(self) -> list[Path]:
-        from slimpose.data.sources import read_image
+        from slimpose.data.base import read_image
         from slimpose.deploy.runtime import list_images
 
         if self.kind == "folder":
@@ -268,7 +268,7 @@ class InferRun:
     def photos(self) -> None:
         from tqdm import tqdm
 
-        from slimpose.data.sources import read_image
+        from slimpose.data.base import read_image
 
         paths = self.photo_paths()
         self.total, self.results = len(paths), []

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from slimpose.data.sources import non_finite_joints
 from slimpose.errors import DataError
-from slimpose.keypoints import COCO17
+from slimpose.keypoints import COCO17, non_finite_joints
 
 # pycocotools' COCOeval.Params.kpt_oks_sigmas, defined once with the COCO layout.
 COCO_SIGMAS = COCO17.sigmas_array()
