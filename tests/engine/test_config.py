@@ -79,3 +79,18 @@ def test_domain_checks_also_apply_to_yaml_files(tmp_path):
         load_config(path)
     # Coordinate models have no heatmap stride to divide the input by.
     assert config_from_dict({"model": {"name": "repnet_a"}, "data": {"input_size": [66, 50]}}).data.input_size == (66, 50)
+
+
+def test_decode_defaults_to_the_models_own(tmp_path):
+    from slimpose.models.registry import build_model, default_decode, get_model_entry
+
+    assert default_decode("lpn_50") == get_model_entry("lpn_50").info.decode == "softargmax"
+    assert default_decode("tinypose") == "argmax"
+    assert default_decode(build_model("lpn_50_nogc", num_joints=3)) == "softargmax"
+    assert config_from_dict({"model": {"name": "lpn_50"}}).test.decode == "softargmax"
+    assert config_from_dict({"model": {"name": "tinypose"}}).test.decode == "argmax"
+    # a chosen decoding is kept, and the saved config holds what was used
+    cfg = config_from_dict({"model": {"name": "lpn_50"}, "test": {"decode": "dark"}})
+    assert cfg.test.decode == "dark"
+    save_config(config_from_dict({"model": {"name": "lpn_50"}}), tmp_path / "c.yaml")
+    assert "decode: softargmax" in (tmp_path / "c.yaml").read_text()

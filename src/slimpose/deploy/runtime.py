@@ -350,8 +350,8 @@ class OnnxPoseEstimator:
 
     ``__call__(image_bgr, boxes_xywh=None, flip=False)`` → keypoints (N, K, 2) in image
     pixels and scores (N, K). ``boxes_xywh`` (N, 4); None = the whole image is one box.
-    ``decode`` overrides the heatmap decoding stored in the file ("argmax", "dark",
-    "softargmax"; coordinate models have none). ``metadata`` is the file's validated
+    ``decode`` overrides the heatmap decoding stored in the file (one of
+    :data:`slimpose.codecs.DECODE_METHODS`; coordinate models have none). ``metadata`` is the file's validated
     :class:`PoseModelMetadata`.
     """
 

@@ -38,7 +38,7 @@ QUICKSTART_CONFIG = {
         "log_interval": 5,
         "max_minutes": 5.0,
     },
-    "test": {"flip": True, "decode": "argmax"},
+    "test": {"flip": True},
 }
 
 

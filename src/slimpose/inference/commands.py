@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from slimpose.codecs import DECODE_METHODS
 from slimpose.errors import DataError, SlimposeError
 from slimpose.inference.outputs import OutputFolder, check_out_folder, drawing_name
 
@@ -69,7 +70,7 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det-input", type=_hxw, metavar="HxW", help="detector input size when its file has none")
     p.add_argument("--max-frames", type=int, metavar="N", help="video/camera: stop after N frames")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per model")
-    p.add_argument("--decode", choices=("argmax", "dark", "softargmax"), help="override the file's heatmap decoding")
+    p.add_argument("--decode", choices=DECODE_METHODS, help="override the file's heatmap decoding")
     p.add_argument("--thr", type=float, default=0.3, help="keypoint score threshold for drawing and tracking")
     p.epilog = ("Exit status: 0 when every input was read; 1 when some images of a folder could not be read (each "
                 "is skipped, and all are named at the end) or a video cannot be decoded up to the frame count its "
