@@ -346,8 +346,7 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check every field's domain, so a bad value fails when the config loads, with its
     name, rather than as a traceback deep in training."""
     from slimpose.codecs import DECODE_METHODS
-    from slimpose.models import list_models
-    from slimpose.models.registry import default_decode
+    from slimpose.models import default_decode, list_models
 
     _check_choice(cfg.model.name, list_models(), "model.name")
     _check_data(cfg.data, cfg.model.name)
