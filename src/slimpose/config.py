@@ -134,7 +134,9 @@ class TrainConfig:
 @dataclass
 class TestConfig:
     flip: bool = True
-    decode: str = "argmax"  # argmax | dark | softargmax
+    # one of codecs.DECODE_METHODS; empty = the model's own (models.registry.default_decode),
+    # filled in when the config loads
+    decode: str = ""
     beta: float = 160.0  # softargmax temperature
 
 
@@ -332,12 +334,14 @@ def _check_train(tc: TrainConfig) -> None:
 def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check every field's domain, so a bad value fails when the config loads, with its
     name, rather than as a traceback deep in training."""
-    from slimpose.codecs.heatmap import DECODE_METHODS
-    from slimpose.models import list_models
+    from slimpose.codecs import DECODE_METHODS
+    from slimpose.models import default_decode, list_models
 
     _check_choice(cfg.model.name, list_models(), "model.name")
     _check_data(cfg.data, cfg.model.name)
     _check_train(cfg.train)
+    if not cfg.test.decode:
+        cfg.test.decode = default_decode(cfg.model.name)
     _check_choice(cfg.test.decode, DECODE_METHODS, "test.decode")
     _check(cfg.test.beta > 0, "test.beta", f"must be positive, got {cfg.test.beta}")
     return cfg

@@ -2,8 +2,9 @@
 
 A layout is everything the data pipeline, the codecs, the metrics and the drawing code
 need to know about a keypoint set. The built-in ones are COCO-17, MPII-16 and LSP-14;
-``register_layout`` adds a custom one. This module is torch-free (the deploy runtime
-uses it).
+``register_layout`` adds a custom one. :func:`non_finite_joints` finds labelled joints
+holding NaN or infinity (the data readers and the COCO metric refuse them). This module is
+torch-free (the deploy runtime uses it).
 """
 
 from __future__ import annotations
@@ -193,3 +194,11 @@ def list_layouts() -> list[str]:
 
 for _layout in (COCO17, MPII16, LSP14):
     register_layout(_layout)
+
+
+def non_finite_joints(joints: np.ndarray) -> np.ndarray:
+    """Joints (..., K, 3) as x, y, flag that claim a label (flag not 0) but hold NaN or
+    infinity, as a (..., K) bool. JSON and .mat readers accept such values; compared with
+    them, every distance is NaN (and COCOeval counts a NaN OKS as a match)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    return (joints[..., 2] != 0) & ~np.isfinite(joints).all(axis=-1)

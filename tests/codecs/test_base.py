@@ -17,7 +17,7 @@ from slimpose.codecs import (
     predict_keypoints,
     predict_outputs,
 )
-from slimpose.data.transforms import crop_to_image
+from slimpose.geometry import crop_to_image
 from slimpose.keypoints import COCO17
 
 INPUT = (64, 48)

@@ -19,7 +19,8 @@ from slimpose.config import DatasetConfig
 from slimpose.data.coco import CocoSource
 from slimpose.data.lsp import LspSource
 from slimpose.data.mpii import MpiiSource
-from slimpose.data.sources import build_source, read_image
+from slimpose.data.base import read_image
+from slimpose.data.sources import build_source
 from slimpose.errors import DataError
 from slimpose.keypoints import COCO17, LSP14, MPII16
 
@@ -461,8 +462,6 @@ def test_mpii_non_finite_boxes_are_skipped_and_joints_unlabelled(tmp_path):
 
 
 def test_read_image_refuses_truncated_jpegs_folders_and_empty_files(tmp_path, capfd):
-    from slimpose.data.sources import read_image
-
     image = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
     ok, data = cv2.imencode(".jpg", image)
     whole = tmp_path / "whole.jpg"

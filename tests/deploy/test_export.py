@@ -138,7 +138,8 @@ def test_export_matches_torch_and_carries_metadata(exported, name):
 
 
 def test_runtime_preprocessing_matches_training_transforms(exported):
-    from slimpose.data.transforms import box_to_center_scale, get_affine_transform, normalize_crop
+    from slimpose.data.transforms import box_to_center_scale, normalize_crop
+    from slimpose.geometry import get_affine_transform
 
     est = OnnxPoseEstimator(exported["tinypose"]["result"]["path"])
     img = _synthetic_image(3)

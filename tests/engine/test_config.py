@@ -122,3 +122,17 @@ def test_base_cycle_and_missing_base_name_the_files(tmp_path):
     bad = write(tmp_path / "bad.yaml", "_base_: {a: 1}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: _base_: expected a path or a list of paths"):
         load_config(bad)
+
+def test_decode_defaults_to_the_models_own(tmp_path):
+    from slimpose.models.registry import build_model, default_decode, get_model_entry
+
+    assert default_decode("lpn_50") == get_model_entry("lpn_50").info.decode == "softargmax"
+    assert default_decode("tinypose") == "argmax"
+    assert default_decode(build_model("lpn_50_nogc", num_joints=3)) == "softargmax"
+    assert config_from_dict({"model": {"name": "lpn_50"}}).test.decode == "softargmax"
+    assert config_from_dict({"model": {"name": "tinypose"}}).test.decode == "argmax"
+    # a chosen decoding is kept, and the saved config holds what was used
+    cfg = config_from_dict({"model": {"name": "lpn_50"}, "test": {"decode": "dark"}})
+    assert cfg.test.decode == "dark"
+    save_config(config_from_dict({"model": {"name": "lpn_50"}}), tmp_path / "c.yaml")
+    assert "decode: softargmax" in (tmp_path / "c.yaml").read_text()

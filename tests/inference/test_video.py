@@ -54,7 +54,7 @@ class OracleEstimator:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    from slimpose.data.sources import read_mat
+    from slimpose.data.base import read_mat
 
     joints = read_mat(need(LSPET / "joints.mat"), "joints")["joints"][:, :2, IMAGE - 1].astype(float)
     template = cv2.imread(str(LSPET / "images" / f"im{IMAGE:05d}.jpg"))

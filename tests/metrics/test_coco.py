@@ -15,12 +15,14 @@ import pytest
 from slimpose.errors import DataError
 from slimpose.keypoints import COCO17
 from slimpose.metrics.coco import (
+    RESCORE_KPT_THR,
     STAT_NAMES,
     coco_keypoint_eval,
     coco_topdown_results,
     evaluate_results_file,
     oks_iou,
     oks_nms,
+    person_scores,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -100,6 +102,21 @@ def test_topdown_results_rescore_and_nms():
     res2 = coco_topdown_results(img, kpts, ks, box, areas, SIGMAS, rescore=False, nms=False, category_id=3)
     assert len(res2) == 4 and {r["category_id"] for r in res2} == {3}
     np.testing.assert_allclose(sorted(r["score"] for r in res2), sorted(box))
+
+
+def test_person_scores_average_only_keypoints_above_the_threshold():
+    assert RESCORE_KPT_THR == 0.2
+    ks = np.array([[0.9, 0.5, 0.2, 0.1],  # 0.2 itself does not count: mean of 0.9, 0.5
+                   [0.2, 0.2, 0.0, 0.1],  # none above: 0
+                   [0.3, 0.3, 0.3, 0.3]])
+    np.testing.assert_allclose(person_scores([0.5, 1.0, 2.0], ks), [0.35, 0.0, 0.6])
+    np.testing.assert_allclose(person_scores([1.0], ks[:1], kpt_score_thr=0.6), [0.9])
+    with pytest.raises(ValueError, match="keypoint scores"):
+        person_scores([1.0, 1.0], ks)
+    # the evaluation ranks people by the same scores
+    res = coco_topdown_results([1, 2, 3], np.zeros((3, 4, 2)), ks, [0.5, 1.0, 2.0], np.ones(3), np.full(4, 0.1),
+                               nms=False)
+    np.testing.assert_allclose([r["score"] for r in res], [0.35, 0.0, 0.6])
 
 
 # --------------------------------------------------------------------------- evaluation on coco-mini

@@ -172,7 +172,7 @@ def test_shipped_weight_matches_its_manifest(weight: ShippedWeight):
 def test_shipped_weight_finds_the_joints_of_real_val_images(weight: ShippedWeight):
     """Torch-free: the runtime alone, on LSPET val images it was not trained on."""
     from slimpose.data.lsp import LspSource
-    from slimpose.data.sources import read_image
+    from slimpose.data.base import read_image
     from slimpose.deploy.runtime import OnnxPoseEstimator
     from slimpose.keypoints import get_layout
     from slimpose.metrics.pck import lsp_pck

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from slimpose.codecs.base import KeypointCodec
-from slimpose.data.transforms import crop_to_image
+from slimpose.geometry import crop_to_image
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -41,7 +41,7 @@ def predict_keypoints(
     """Keypoints (N, K, 2) float32 in image pixels and scores (N, K) float32.
 
     ``centers``/``scales`` (N, 2) and ``rotations`` (N,) degrees describe how each crop
-    was cut from its image (:func:`slimpose.data.transforms.get_affine_transform`).
+    was cut from its image (:func:`slimpose.geometry.get_affine_transform`).
     """
     outputs = predict_outputs(forward, crops, codec, flip_index)
     keypoints, scores = codec.decode(outputs)

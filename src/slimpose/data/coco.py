@@ -12,35 +12,23 @@ detections of category 1 with score > ``det_score_thr`` (evaluation only).
 
 from __future__ import annotations
 
-import json
 import reprlib
 from pathlib import Path
 
 import numpy as np
 
-from slimpose.data.sources import DataSource, check_images_exist, non_finite_joints, require_instances
+from slimpose.data.base import DataSource, check_images_exist, load_json, require_instances
 from slimpose.data.transforms import BOX_PADDING, box_to_center_scale
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
 from slimpose.io import write_json_atomic
-from slimpose.keypoints import KeypointLayout
+from slimpose.keypoints import KeypointLayout, non_finite_joints
 from slimpose.metrics.coco import (
     check_id,
     check_keypoint_annotation,
     is_finite_number,
     is_number_list,
 )
-
-
-def load_json(path: str | Path, field_name: str = "ann_file"):
-    path = Path(path)
-    if not str(path) or not path.is_file():
-        raise DataError(str(path) or "config", field_name, "file not found")
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(str(path), field_name, f"not valid JSON ({e})") from None
 
 
 def _plain(value):

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from slimpose.data.sources import DataSource, build_source, read_image
+from slimpose.data.base import DataSource, read_image
+from slimpose.data.sources import build_source
 from slimpose.data.transforms import Compose, NormalizeImage, build_pipeline
 from slimpose.keypoints import get_layout
 from slimpose.models.registry import get_model_entry

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from slimpose.data.sources import DataSource, check_images_exist, non_finite_joints, read_mat, require_instances
+from slimpose.data.base import DataSource, check_images_exist, read_mat, require_instances
 from slimpose.data.transforms import box_to_center_scale
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
-from slimpose.keypoints import KeypointLayout
+from slimpose.keypoints import KeypointLayout, non_finite_joints
 
 
 # What scipy.io.loadmat makes of MATLAB variables that are not numeric arrays.

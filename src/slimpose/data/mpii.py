@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from slimpose.data.coco import load_json
-from slimpose.data.sources import DataSource, check_images_exist, non_finite_joints, read_mat, require_instances
+from slimpose.data.base import DataSource, check_images_exist, load_json, read_mat, require_instances
 from slimpose.data.transforms import BOX_PADDING, fix_aspect_ratio
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
-from slimpose.keypoints import KeypointLayout
+from slimpose.keypoints import KeypointLayout, non_finite_joints
 
 PIXEL_STD = 200.0
 

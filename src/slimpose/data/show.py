@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from slimpose.inference.draw import draw_pose, make_grid
+from slimpose.drawing import draw_pose, make_grid
 
 
 def augmented_crops(cfg, split: str = "train", num: int = 16, seed: int = 0) -> list[np.ndarray]:

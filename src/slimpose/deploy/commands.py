@@ -333,7 +333,8 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
         return crops_from_images([files[i] for i in _spread(len(files), num)], size, meta.mean, meta.std,
                                  padding=meta.box_padding, to_rgb=meta.color_order == "RGB")
     from slimpose.config import ExperimentConfig, load_config
-    from slimpose.data.sources import build_source, read_image
+    from slimpose.data.base import read_image
+    from slimpose.data.sources import build_source
     from slimpose.keypoints import get_layout
 
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides, data_root)

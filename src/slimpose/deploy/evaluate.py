@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from slimpose.codecs import predict_keypoints
-from slimpose.data.sources import build_source, read_image
+from slimpose.data.base import read_image
+from slimpose.data.sources import build_source
 from slimpose.deploy.runtime import OnnxPoseEstimator, model_input
 from slimpose.errors import ConfigError
 from slimpose.keypoints import get_layout

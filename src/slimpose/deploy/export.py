@@ -162,8 +162,8 @@ def export_onnx(
     """Export ``model`` in deployed form to ``out_path`` (ONNX, input "input", output "output").
 
     The model is copied, re-parameterised (BN folded, branches merged) and put in eval
-    mode; the original is not touched. Normalisation and the default decoding come from
-    ``model.model_info`` (the registry), ``decode`` overrides the latter. With ``check``,
+    mode; the original is not touched. Normalisation comes from ``model.model_info`` (the
+    registry), the decoding from ``decode`` or else :func:`~slimpose.models.registry.default_decode`. With ``check``,
     ONNX Runtime (CPU) is compared with the deployed PyTorch model on random inputs and
     on ``real_crops`` ((M, 3, H, W) normalised crops, e.g. from
     :func:`slimpose.deploy.runtime.crops_from_images`); a max abs difference above
@@ -183,7 +183,7 @@ def export_onnx(
 
     from slimpose.models.reparam import reparameterize_model
     from slimpose.deploy.runtime import PoseModelMetadata, RuntimeModelError
-    from slimpose.models.registry import ModelInfo
+    from slimpose.models.registry import ModelInfo, default_decode
 
     out_path = check_onnx_output(out_path, inputs)
     h, w = int(input_size[0]), int(input_size[1])
@@ -191,7 +191,7 @@ def export_onnx(
     model_name = model_name or getattr(model, "model_name", type(model).__name__)
     output_kind = output_kind or getattr(model, "output_kind", None)
     try:
-        codec = build_codec(output_kind, (h, w), sigma=sigma, decode=decode or info.decode, beta=beta)
+        codec = build_codec(output_kind, (h, w), sigma=sigma, decode=decode or default_decode(model), beta=beta)
     except ValueError as e:
         raise ExportError(f"model {model_name!r}: {e}") from None
 

@@ -1,7 +1,7 @@
 """Torch-free pose inference with an exported ONNX model.
 
 Only numpy, OpenCV, onnxruntime and torch-free slimpose modules (keypoints, codecs,
-data.transforms, data.sources) are imported: this is what a CPU or edge user deploys.
+data.transforms, data.base) are imported: this is what a CPU or edge user deploys.
 
     est = OnnxPoseEstimator("lpn_50.onnx", threads=2)
     keypoints, scores = est(image_bgr, boxes_xywh)   # (N, K, 2) image px, (N, K)
@@ -23,9 +23,10 @@ import onnxruntime as ort
 from slimpose import __version__
 from slimpose.codecs import KeypointCodec, MetadataFieldError, codec_from_metadata, predict_keypoints, predict_outputs
 from slimpose.codecs.base import read_bool, read_choice, read_number, read_numbers, read_size, read_text
-from slimpose.data.sources import read_image
-from slimpose.data.transforms import BOX_PADDING, box_to_center_scale, get_affine_transform, normalize_crop
+from slimpose.data.base import read_image
+from slimpose.data.transforms import BOX_PADDING, box_to_center_scale, normalize_crop
 from slimpose.errors import SlimposeError
+from slimpose.geometry import get_affine_transform
 from slimpose.keypoints import KeypointLayout
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -349,8 +350,8 @@ class OnnxPoseEstimator:
 
     ``__call__(image_bgr, boxes_xywh=None, flip=False)`` → keypoints (N, K, 2) in image
     pixels and scores (N, K). ``boxes_xywh`` (N, 4); None = the whole image is one box.
-    ``decode`` overrides the heatmap decoding stored in the file ("argmax", "dark",
-    "softargmax"; coordinate models have none). ``metadata`` is the file's validated
+    ``decode`` overrides the heatmap decoding stored in the file (one of
+    :data:`slimpose.codecs.DECODE_METHODS`; coordinate models have none). ``metadata`` is the file's validated
     :class:`PoseModelMetadata`.
     """
 

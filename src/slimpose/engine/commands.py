@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from slimpose.cli import write_json
+from slimpose.codecs import DECODE_METHODS
 from slimpose.engine.rundir import resume_command
 from slimpose.errors import ConfigError, OutputError
 
@@ -164,7 +165,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                                   "without CONFIG)")
     p.add_argument("--no-flip", action="store_true", help="turn the flip test off")
     p.add_argument("--boxes", help="COCO person-detection results JSON to use instead of ground-truth boxes")
-    p.add_argument("--decode", choices=["argmax", "dark", "softargmax"], help="heatmap decoding")
+    p.add_argument("--decode", choices=DECODE_METHODS, help="heatmap decoding (default: the config's test.decode)")
     p.add_argument("--out", help="write the metrics here as JSON, predictions beside it "
                                  "(default: ./eval_<run>_<checkpoint>/metrics.json)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields")

@@ -38,7 +38,7 @@ QUICKSTART_CONFIG = {
         "log_interval": 5,
         "max_minutes": 5.0,
     },
-    "test": {"flip": True, "decode": "argmax"},
+    "test": {"flip": True},
 }
 
 
@@ -59,7 +59,7 @@ def draw_predictions(results_file: Path, ann_file: Path, img_dir: Path, out_png:
     import cv2
     import numpy as np
 
-    from slimpose.inference.draw import draw_pose, make_grid
+    from slimpose.drawing import draw_pose, make_grid
 
     results = json.loads(results_file.read_text())
     images = json.loads(ann_file.read_text())["images"][:num_images]

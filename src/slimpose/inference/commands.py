@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from slimpose.codecs import DECODE_METHODS
 from slimpose.errors import DataError, SlimposeError
 from slimpose.inference.outputs import OutputFolder, check_out_folder, drawing_name
 
@@ -69,7 +70,7 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det-input", type=_hxw, metavar="HxW", help="detector input size when its file has none")
     p.add_argument("--max-frames", type=int, metavar="N", help="video/camera: stop after N frames")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per model")
-    p.add_argument("--decode", choices=("argmax", "dark", "softargmax"), help="override the file's heatmap decoding")
+    p.add_argument("--decode", choices=DECODE_METHODS, help="override the file's heatmap decoding")
     p.add_argument("--thr", type=float, default=0.3, help="keypoint score threshold for drawing and tracking")
     p.epilog = ("Exit status: 0 when every input was read; 1 when some images of a folder could not be read (each "
                 "is skipped, and all are named at the end) or a video cannot be decoded up to the frame count its "
@@ -239,7 +240,7 @@ class InferRun:
         return self.quit or self.stop.received is not None
 
     def drawn(self, image: np.ndarray, people, with_ids: bool) -> np.ndarray:
-        from slimpose.inference.draw import draw_box, draw_pose
+        from slimpose.drawing import draw_box, draw_pose
 
         t = time.perf_counter()
         canvas = image.copy()
@@ -256,7 +257,7 @@ class InferRun:
 
     # ------------------------------------------------------------------ photos
     def photo_paths(self) -> list[Path]:
-        from slimpose.data.sources import read_image
+        from slimpose.data.base import read_image
         from slimpose.deploy.runtime import list_images
 
         if self.kind == "folder":
@@ -268,7 +269,7 @@ class InferRun:
     def photos(self) -> None:
         from tqdm import tqdm
 
-        from slimpose.data.sources import read_image
+        from slimpose.data.base import read_image
 
         paths = self.photo_paths()
         self.total, self.results = len(paths), []

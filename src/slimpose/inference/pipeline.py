@@ -24,16 +24,13 @@ import numpy as np
 from slimpose.errors import SlimposeError
 from slimpose.inference.detectors import WholeImageDetector, clip_boxes
 from slimpose.inference.tracking import OneEuroFilter, PoseTracks, box_inside, keypoint_box
-from slimpose.metrics.coco import oks_nms
-
-# COCO's rescoring (SPEC section 2): keypoints above this count towards a person's score.
-RESCORE_KPT_THR = 0.2
+from slimpose.metrics.coco import oks_nms, person_scores
 
 
 @dataclass
 class Person:
     box: np.ndarray  # (4,) xyxy image pixels: the box the pose was estimated in
-    score: float  # box score x mean of the keypoint scores above 0.2
+    score: float  # box score x mean of the keypoint scores above 0.2 (metrics.coco.person_scores)
     keypoints: np.ndarray  # (K, 2) image pixels
     keypoint_scores: np.ndarray  # (K,)
     box_score: float = 1.0  # the detector's score for the box (carried along a track)
@@ -43,13 +40,6 @@ class Person:
     def box_xywh(self) -> list[float]:
         x1, y1, x2, y2 = (float(v) for v in self.box)
         return [x1, y1, x2 - x1, y2 - y1]
-
-
-def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
-    confident = keypoint_scores > RESCORE_KPT_THR
-    n = confident.sum(axis=1)
-    mean = np.where(n > 0, np.where(confident, keypoint_scores, 0).sum(axis=1) / np.maximum(n, 1), 0.0)
-    return box_scores * mean
 
 
 def covered(boxes: np.ndarray, by: np.ndarray, fraction: float = 0.5) -> np.ndarray:

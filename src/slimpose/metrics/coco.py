@@ -2,8 +2,8 @@
 
 Numpy + pycocotools only (no torch). The rescoring and NMS follow HRNet / MMPose
 (SPEC section 2): each person's score becomes box score x mean of its keypoint scores
-above 0.2 (0 if none is), then greedy OKS-NMS at 0.9 per image, then COCOeval with
-``iouType="keypoints"``.
+above ``RESCORE_KPT_THR`` (0.2; 0 if none is above it: :func:`person_scores`), then greedy
+OKS-NMS at 0.9 per image, then COCOeval with ``iouType="keypoints"``.
 """
 
 from __future__ import annotations
@@ -22,14 +22,31 @@ from typing import Any
 
 import numpy as np
 
-from slimpose.data.sources import non_finite_joints
 from slimpose.errors import DataError
-from slimpose.keypoints import COCO17
+from slimpose.keypoints import COCO17, non_finite_joints
 
 # pycocotools' COCOeval.Params.kpt_oks_sigmas, defined once with the COCO layout.
 COCO_SIGMAS = COCO17.sigmas_array()
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+
+# COCO's rescoring (SPEC section 2): keypoints scored above this count towards a person's score.
+RESCORE_KPT_THR = 0.2
+
+
+def person_scores(box_scores, keypoint_scores, kpt_score_thr: float = RESCORE_KPT_THR) -> np.ndarray:
+    """COCO's person score, (N,) float64: box score x mean of the keypoint scores (N, K)
+    above ``kpt_score_thr`` (0 for a person with none above it). HRNet / MMPose's
+    rescoring; the evaluation (:func:`coco_topdown_results`) and the inference pipeline
+    both rank people with it."""
+    ks = np.asarray(keypoint_scores, dtype=np.float64)
+    bs = np.asarray(box_scores, dtype=np.float64).reshape(-1)
+    if ks.ndim != 2 or ks.shape[0] != bs.shape[0]:
+        raise ValueError(f"expected keypoint scores (N, K) for {bs.shape[0]} box scores, got shape {ks.shape}")
+    confident = ks > kpt_score_thr
+    n = confident.sum(axis=1)
+    mean = np.where(n > 0, np.where(confident, ks, 0.0).sum(axis=1) / np.maximum(n, 1), 0.0)
+    return bs * mean
 
 
 # --------------------------------------------------------------------------- OKS and NMS
@@ -118,7 +135,7 @@ def coco_topdown_results(
     box_scores: np.ndarray,
     areas: np.ndarray,
     sigmas: np.ndarray,
-    kpt_score_thr: float = 0.2,
+    kpt_score_thr: float = RESCORE_KPT_THR,
     nms_thr: float = 0.9,
     rescore: bool = True,
     nms: bool = True,
@@ -128,7 +145,7 @@ def coco_topdown_results(
 
     ``keypoints`` (N, K, 2) in image pixels, ``kpt_scores`` (N, K), ``box_scores`` (N,),
     ``areas`` (N,) (the box / scale area used by OKS-NMS). With ``rescore`` the score is
-    box score x mean of the keypoint scores above ``kpt_score_thr`` (0 when none is);
+    :func:`person_scores`: box score x mean of the keypoint scores above ``kpt_score_thr``;
     without, the box score. With ``nms`` greedy OKS-NMS at ``nms_thr`` runs per image.
     Output order: images in first-seen order, kept poses best first.
     """
@@ -145,10 +162,7 @@ def coco_topdown_results(
             f"shape mismatch: keypoints {kp.shape}, kpt_scores {ks.shape}, box_scores {bs.shape}, areas {ar.shape}"
         )
     if rescore:
-        valid = ks > kpt_score_thr
-        cnt = valid.sum(axis=1)
-        mean = np.where(cnt > 0, np.where(valid, ks, 0.0).sum(axis=1) / np.maximum(cnt, 1), 0.0)
-        scores = bs * mean
+        scores = person_scores(bs, ks, kpt_score_thr)
     else:
         scores = bs.copy()
     full = np.concatenate([kp, ks[..., None]], axis=2)  # (N, K, 3)

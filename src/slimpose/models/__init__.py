@@ -7,6 +7,7 @@ from slimpose.models.registry import (
     ModelEntry,
     PaperFigures,
     build_model,
+    default_decode,
     get_model_entry,
     list_models,
     register_model,
@@ -16,4 +17,4 @@ from slimpose.models.registry import (
 # imports none of them, so the families can import it without a cycle.
 from slimpose.models import hrnet, lgm_pose, lpn, repnet, tiny  # noqa: E402,F401
 
-__all__ = ["IMAGENET_MEAN_RGB", "IMAGENET_STD_RGB", "ModelInfo", "ModelEntry", "PaperFigures", "build_model", "get_model_entry", "list_models", "register_model"]
+__all__ = ["IMAGENET_MEAN_RGB", "IMAGENET_STD_RGB", "ModelInfo", "ModelEntry", "PaperFigures", "build_model", "default_decode", "get_model_entry", "list_models", "register_model"]

@@ -127,6 +127,13 @@ def get_model_entry(name: str) -> ModelEntry:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}") from None
 
 
+def default_decode(model) -> str:
+    """The heatmap decoding ``model`` (a registered name, or a module from :func:`build_model`)
+    is evaluated and exported with unless one is chosen: its ``ModelInfo.decode``."""
+    info = get_model_entry(model).info if isinstance(model, str) else getattr(model, "model_info", None)
+    return (info or ModelInfo()).decode
+
+
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
