@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
 from slimpose import __version__
+from slimpose.cli_support import write_json  # noqa: F401  (its old home; command modules use cli_support)
 from slimpose.errors import SlimposeError
-from slimpose.io import write_json_atomic
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("slimpose.engine.quickstart", "generate synthetic data, train a small model, evaluate, draw"),
@@ -31,11 +30,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("slimpose.weights.commands", "list the shipped trained weights, or pack a training run into one"),
     "infer": ("slimpose.inference.commands", "poses in photos, videos and camera frames (detector, tracking; torch-free)"),
 }
-
-
-def write_json(path: str | Path, data) -> None:
-    """Write a command's result file, creating its folder; all or nothing."""
-    write_json_atomic(path, data)
 
 
 def _usage() -> str:

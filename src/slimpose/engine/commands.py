@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from slimpose.cli import write_json
+from slimpose.cli_support import write_json
 from slimpose.engine.rundir import resume_command
 from slimpose.errors import ConfigError, OutputError
 
