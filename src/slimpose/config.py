@@ -278,16 +278,12 @@ def _check_dataset(ds: DatasetConfig, where: str) -> None:
         _check(ds.first <= ds.last, f"{where}.last", f"{ds.last} comes before first={ds.first}")
 
 
-def _check_data(data: DataConfig, model_name: str) -> None:
+def _check_data(data: DataConfig) -> None:
     from slimpose.keypoints import list_layouts
-    from slimpose.models import get_model_entry
 
     _check_choice(data.layout, list_layouts(), "data.layout")
     h, w = data.input_size
     _check(h > 0 and w > 0, "data.input_size", f"must be positive (H, W), got {[h, w]}")
-    stride = get_model_entry(model_name).info.output_stride
-    _check(stride is None or (h % stride == 0 and w % stride == 0), "data.input_size",
-           f"{[h, w]} is not divisible by {stride}, the output stride of {model_name}")
     _check(data.heatmap_sigma > 0, "data.heatmap_sigma", f"must be positive, got {data.heatmap_sigma}")
     _check(data.batch_size >= 1, "data.batch_size", f"must be at least 1, got {data.batch_size}")
     _check(data.val_batch_size >= 1, "data.val_batch_size", f"must be at least 1, got {data.val_batch_size}")
@@ -340,24 +336,49 @@ def _check_train(tc: TrainConfig) -> None:
     _check(tc.log_interval >= 1, "train.log_interval", f"must be at least 1, got {tc.log_interval}")
 
 
-def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Check every field's domain, so a bad value fails when the config loads, with its
-    name, rather than as a traceback deep in training."""
-    from slimpose.codecs.heatmap import DECODE_METHODS
+def _check_model_name(cfg: ExperimentConfig) -> None:
     from slimpose.models import list_models
 
     _check_choice(cfg.model.name, list_models(), "model.name")
-    _check_data(cfg.data, cfg.model.name)
+
+
+def _check_output_stride(cfg: ExperimentConfig) -> None:
+    from slimpose.models import get_model_entry
+
+    h, w = cfg.data.input_size
+    stride = get_model_entry(cfg.model.name).info.output_stride
+    _check(stride is None or (h % stride == 0 and w % stride == 0), "data.input_size",
+           f"{[h, w]} is not divisible by {stride}, the output stride of {cfg.model.name}")
+
+
+def validate_config(cfg: ExperimentConfig, check_model: bool = True) -> ExperimentConfig:
+    """Check every field's domain, so a bad value fails when the config loads, with its
+    name, rather than as a traceback deep in training.
+
+    ``check_model=False`` leaves out the checks that import the model registry, and with
+    it torch (``model.name`` is registered, ``data.input_size`` is a multiple of its
+    output stride): for the torch-free commands (``eval --onnx``, INT8 calibration), which
+    read the data and test sections and take the model from an ONNX file."""
+    from slimpose.codecs.heatmap import DECODE_METHODS
+
+    if check_model:
+        _check_model_name(cfg)
+    _check_data(cfg.data)
+    if check_model:
+        _check_output_stride(cfg)
     _check_train(cfg.train)
     _check_choice(cfg.test.decode, DECODE_METHODS, "test.decode")
     _check(cfg.test.beta > 0, "test.beta", f"must be positive, got {cfg.test.beta}")
     return cfg
 
 
-def config_from_dict(data: dict, overrides: list[str] | None = None, source: str = "config") -> ExperimentConfig:
+def config_from_dict(data: dict, overrides: list[str] | None = None, source: str = "config",
+                     check_model: bool = True) -> ExperimentConfig:
+    """The config of ``data`` with ``overrides`` applied, validated (see
+    :func:`validate_config` for ``check_model``)."""
     merged = _merge(data, parse_overrides(overrides))
     try:
-        return validate_config(_build(ExperimentConfig, merged, ""))
+        return validate_config(_build(ExperimentConfig, merged, ""), check_model=check_model)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 
@@ -377,9 +398,9 @@ def _read_yaml_mapping(path: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(path: str | Path, overrides: list[str] | None = None, check_model: bool = True) -> ExperimentConfig:
     path = Path(path)
-    return config_from_dict(_read_yaml_mapping(path), overrides, source=str(path))
+    return config_from_dict(_read_yaml_mapping(path), overrides, source=str(path), check_model=check_model)
 
 
 def _missing_fields(written: dict, complete: dict, prefix: str = "") -> list[str]:
