@@ -23,14 +23,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     #    slimpose.weights package's __init__, not its command).
     ("foundation", ("slimpose", "slimpose.errors", "slimpose.io", "slimpose.machine", "slimpose.keypoints",
                     "slimpose.geometry.*", "slimpose.weights")),
-    # 1: target encoding/decoding, metrics and drawing (moving from inference/draw.py):
+    # 1: target encoding/decoding, metrics and drawing:
     #    array code on top of the foundation, knowing nothing of data sets or models.
     ("codecs/metrics/drawing", ("slimpose.codecs.*", "slimpose.metrics.*", "slimpose.drawing.*")),
     # 2: data sets and transforms; network definitions and their registry.
     ("data/models", ("slimpose.data.*", "slimpose.models.*")),
     # 3: the experiment config (validated against the registries below it).
     ("config", ("slimpose.config.*",)),
-    # 4: heads that own their losses (being created).
+    # 4: training heads that own their losses (and their stage-end work).
     ("heads", ("slimpose.heads.*",)),
     # 5: training and checkpoint evaluation.
     ("engine", ("slimpose.engine.*",)),
@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("inference", ("slimpose.inference.*",)),
     # 8: the command line. Also every module named *.commands (see is_cli); those may
     #    not import one another.
-    ("cli", ("slimpose.cli", "slimpose.__main__", "slimpose.engine.quickstart")),
+    ("cli", ("slimpose.cli", "slimpose.cli_support", "slimpose.__main__", "slimpose.engine.quickstart")),
 ]
 CLI_LAYER = len(LAYERS) - 1
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
 from slimpose import __version__
+from slimpose.cli_support import write_json  # noqa: F401  (its old home; command modules use cli_support)
 from slimpose.errors import SlimposeError
-from slimpose.io import write_json_atomic
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("slimpose.engine.quickstart", "generate synthetic data, train a small model, evaluate, draw"),
@@ -31,11 +30,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("slimpose.weights.commands", "list the shipped trained weights, or pack a training run into one"),
     "infer": ("slimpose.inference.commands", "poses in photos, videos and camera frames (detector, tracking; torch-free)"),
 }
-
-
-def write_json(path: str | Path, data) -> None:
-    """Write a command's result file, creating its folder; all or nothing."""
-    write_json_atomic(path, data)
 
 
 def _usage() -> str:
@@ -58,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"slimpose: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"slimpose {name}", description=COMMANDS[name][1])
-    getattr(module, f"add_{name}_arguments")(parser)
-    args = parser.parse_args(argv[1:])
     try:
+        module = importlib.import_module(COMMANDS[name][0])
+        parser = argparse.ArgumentParser(prog=f"slimpose {name}", description=COMMANDS[name][1])
+        getattr(module, f"add_{name}_arguments")(parser)
+        args = parser.parse_args(argv[1:])
         return int(getattr(module, f"run_{name}")(args) or 0)
     except SlimposeError as e:
         print(f"slimpose {name}: error: {e}", file=sys.stderr)
@@ -70,3 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"slimpose {name}: interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:
+        if not torch_missing(e):
+            raise
+        reason = " ".join(str(e).split())
+        print(f"slimpose {name} needs PyTorch: pip install torch ({reason})", file=sys.stderr)
+        return 2
+
+
+def torch_missing(error: ImportError) -> bool:
+    """Whether ``error`` is PyTorch failing to import: not installed (the error names it),
+    or installed but broken (an error raised while torch imports names no module; torch
+    then fails to import here too). The torch-free commands (infer, eval --onnx, weights,
+    quantize) never get here; the others import torch when they run."""
+    if error.name is not None:
+        return error.name.partition(".")[0] in ("torch", "torchvision")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return True
+    return False

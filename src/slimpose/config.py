@@ -282,16 +282,12 @@ def _check_dataset(ds: DatasetConfig, where: str) -> None:
         _check(ds.first <= ds.last, f"{where}.last", f"{ds.last} comes before first={ds.first}")
 
 
-def _check_data(data: DataConfig, model_name: str) -> None:
+def _check_data(data: DataConfig) -> None:
     from slimpose.keypoints import list_layouts
-    from slimpose.models import get_model_entry
 
     _check_choice(data.layout, list_layouts(), "data.layout")
     h, w = data.input_size
     _check(h > 0 and w > 0, "data.input_size", f"must be positive (H, W), got {[h, w]}")
-    stride = get_model_entry(model_name).info.output_stride
-    _check(stride is None or (h % stride == 0 and w % stride == 0), "data.input_size",
-           f"{[h, w]} is not divisible by {stride}, the output stride of {model_name}")
     _check(data.heatmap_sigma > 0, "data.heatmap_sigma", f"must be positive, got {data.heatmap_sigma}")
     _check(data.batch_size >= 1, "data.batch_size", f"must be at least 1, got {data.batch_size}")
     _check(data.val_batch_size >= 1, "data.val_batch_size", f"must be at least 1, got {data.val_batch_size}")
@@ -331,18 +327,43 @@ def _check_train(tc: TrainConfig) -> None:
     _check(tc.log_interval >= 1, "train.log_interval", f"must be at least 1, got {tc.log_interval}")
 
 
-def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Check every field's domain, so a bad value fails when the config loads, with its
-    name, rather than as a traceback deep in training."""
-    from slimpose.codecs import DECODE_METHODS
-    from slimpose.models import default_decode, list_models
+def _check_model_name(cfg: ExperimentConfig) -> None:
+    from slimpose.models import list_models
 
     _check_choice(cfg.model.name, list_models(), "model.name")
-    _check_data(cfg.data, cfg.model.name)
+
+
+def _check_output_stride(cfg: ExperimentConfig) -> None:
+    from slimpose.models import get_model_entry
+
+    h, w = cfg.data.input_size
+    stride = get_model_entry(cfg.model.name).info.output_stride
+    _check(stride is None or (h % stride == 0 and w % stride == 0), "data.input_size",
+           f"{[h, w]} is not divisible by {stride}, the output stride of {cfg.model.name}")
+
+
+def validate_config(cfg: ExperimentConfig, check_model: bool = True) -> ExperimentConfig:
+    """Check every field's domain, so a bad value fails when the config loads, with its
+    name, rather than as a traceback deep in training.
+
+    ``check_model=False`` leaves out the checks that import the model registry, and with
+    it torch (``model.name`` is registered, ``data.input_size`` is a multiple of its
+    output stride): for the torch-free commands (``eval --onnx``, INT8 calibration), which
+    read the data and test sections and take the model from an ONNX file."""
+    from slimpose.codecs import DECODE_METHODS
+
+    if check_model:
+        _check_model_name(cfg)
+    _check_data(cfg.data)
+    if check_model:
+        _check_output_stride(cfg)
     _check_train(cfg.train)
-    if not cfg.test.decode:
+    if not cfg.test.decode and check_model:  # empty: the model's own (without the registry: the ONNX file's)
+        from slimpose.models import default_decode
+
         cfg.test.decode = default_decode(cfg.model.name)
-    _check_choice(cfg.test.decode, DECODE_METHODS, "test.decode")
+    if cfg.test.decode:
+        _check_choice(cfg.test.decode, DECODE_METHODS, "test.decode")
     _check(cfg.test.beta > 0, "test.beta", f"must be positive, got {cfg.test.beta}")
     return cfg
 
@@ -421,14 +442,15 @@ def _expand(value, variables: dict[str, str], where: str):
 
 
 def config_from_dict(data: dict, overrides: list[str] | None = None, source: str = "config",
-                     data_root: str | os.PathLike | None = None) -> ExperimentConfig:
+                     data_root: str | os.PathLike | None = None, check_model: bool = True) -> ExperimentConfig:
     """The validated config of ``data`` with ``overrides`` merged in and ``${data_root}``
-    expanded (``data_root``, else :func:`resolve_data_root`'s default)."""
+    expanded (``data_root``, else :func:`resolve_data_root`'s default); ``check_model``:
+    see :func:`validate_config`."""
     merged = migrate_config_dict(_merge(data, parse_overrides(overrides)))
     try:
         root = resolve_data_root(data_root)
         merged = _expand(merged, {"data_root": root.rstrip("/") or "/"}, "")
-        return validate_config(_build(ExperimentConfig, merged, ""))
+        return validate_config(_build(ExperimentConfig, merged, ""), check_model=check_model)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 
@@ -472,11 +494,12 @@ def _read_composed(path: Path, chain: tuple[Path, ...] = ()) -> dict:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None,
-                data_root: str | os.PathLike | None = None) -> ExperimentConfig:
+                data_root: str | os.PathLike | None = None, check_model: bool = True) -> ExperimentConfig:
     """An experiment YAML, composed with its ``_base_`` files, ``overrides`` applied and
     ``${data_root}`` expanded (module docstring)."""
     path = Path(path)
-    return config_from_dict(_read_composed(path), overrides, source=str(path), data_root=data_root)
+    return config_from_dict(_read_composed(path), overrides, source=str(path), data_root=data_root,
+                            check_model=check_model)
 
 
 def _missing_fields(written: dict, complete: dict, prefix: str = "") -> list[str]:

@@ -1,33 +1,19 @@
 """CLI of the deployment side: models, complexity, export, bench, quantize.
 
-This module imports no torch at import time (``slimpose infer``, in
-:mod:`slimpose.inference.commands`, uses its ``parse_hxw``); the commands import torch
-when run.
+This module imports no torch at import time; the commands that build models import it
+when run. Helpers shared with other commands live in :mod:`slimpose.cli_support`.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from slimpose.cli import write_json
+from slimpose.cli_support import add_int8_arguments, calibration_crops, int8_options, parse_hxw, spread, write_json
 from slimpose.codecs import DECODE_METHODS
 from slimpose.deploy.export import DEFAULT_TOLERANCE
 from slimpose.errors import SlimposeError
-
-_HXW = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-
-
-def parse_hxw(text: str) -> tuple[int, int]:
-    """'256x192' → (256, 192); anything else is an error naming the expected form."""
-    m = _HXW.match(str(text))
-    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected an input size HxW with positive integers, e.g. 256x192; got {text!r}")
-    return int(m.group(1)), int(m.group(2))
 
 
 def _resolve_models(names: list[str], all_: bool, sized: bool = False) -> list[str]:
@@ -291,64 +277,6 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the comparison as JSON")
 
 
-def add_int8_arguments(p: argparse.ArgumentParser) -> None:
-    """The quantisation choices, shared by ``quantize`` and ``weights pack --int8``."""
-    p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per channel)")
-    p.add_argument("--calibrate", default="minmax", choices=("minmax", "entropy", "percentile"))
-    p.add_argument("--keep-float", nargs="+", default=[], metavar="SUBSTR",
-                   help="leave the ONNX nodes whose names contain SUBSTR in float (e.g. /stem/stem.0/ for "
-                        "LPN's first conv)")
-    p.add_argument("--quantize-attention", action="store_true",
-                   help="quantise softmax-attention modules too (default: they stay float)")
-    p.add_argument("--full-range", action="store_true",
-                   help="8-bit weights even on an x86 CPU without VNNI (default there: 7 bits, which avoids "
-                        "saturating its U8S8 kernels; check the accuracy of the result on that CPU)")
-
-
-def int8_options(args: argparse.Namespace) -> dict:
-    """``quantize_int8`` keyword arguments from :func:`add_int8_arguments`' options."""
-    return {"per_channel": not args.per_tensor, "calibrate_method": args.calibrate,
-            "keep_float": tuple(args.keep_float), "float_attention": not args.quantize_attention,
-            "reduce_range": False if args.full_range else None}
-
-
-def _spread(n_total: int, n: int) -> list[int]:
-    if n >= n_total:
-        return list(range(n_total))
-    return sorted({int(i) for i in np.linspace(0, n_total - 1, n).round()})
-
-
-def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None, num: int = 64,
-                      split: str = "val", data_root=None) -> np.ndarray:
-    """(M, 3, H, W) normalised crops for calibration/evaluation at the model's input size:
-    whole images of a folder, or the persons of a config's ``split`` (their boxes, no
-    augmentation). ``config``: a YAML path (its ``${data_root}`` is ``data_root``) or an
-    ``ExperimentConfig``."""
-    from slimpose.deploy.runtime import crops_from_images, list_images, model_input, read_onnx_metadata
-
-    meta = read_onnx_metadata(onnx_path)
-    size = meta.input_size
-    if images_dir:
-        files = list_images(images_dir)
-        return crops_from_images([files[i] for i in _spread(len(files), num)], size, meta.mean, meta.std,
-                                 padding=meta.box_padding, to_rgb=meta.color_order == "RGB")
-    from slimpose.config import ExperimentConfig, load_config
-    from slimpose.data.base import read_image
-    from slimpose.data.sources import build_source
-    from slimpose.keypoints import get_layout
-
-    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides, data_root)
-    src = build_source(getattr(cfg.data, split), get_layout(cfg.data.layout), size, train=False)
-    if not src.instances:
-        raise SlimposeError(f"{config if isinstance(config, (str, Path)) else 'config'}: the {split} set has no "
-                            f"person instances")
-    out = []
-    for i in _spread(len(src.instances), num):
-        inst = src.instances[i]
-        out.append(model_input(read_image(inst.image_path), np.asarray([inst.center]), np.asarray([inst.scale]), meta))
-    return np.concatenate(out)
-
-
 def run_quantize(args: argparse.Namespace) -> int:
     from slimpose.deploy.quantize import compare_int8, quantize_int8
 
@@ -361,7 +289,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     # Hold out every k-th crop for the comparison so calibration and evaluation differ.
     n = len(crops)
     if args.num_eval and n > 1:
-        eval_idx = set(_spread(n, min(args.num_eval, n // 2)))
+        eval_idx = set(spread(n, min(args.num_eval, n // 2)))
         calib = crops[[i for i in range(n) if i not in eval_idx]][: args.num_calib]
         held = crops[sorted(eval_idx)]
     else:

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from slimpose.cli import write_json
+from slimpose.cli_support import write_json
 from slimpose.codecs import DECODE_METHODS
 from slimpose.engine.rundir import resume_command
 from slimpose.errors import ConfigError, OutputError
@@ -220,11 +220,14 @@ def _eval_onnx(args: argparse.Namespace) -> int:
     from slimpose.weights import get_weight, resolve_model_file
 
     onnx_path = resolve_model_file(args.onnx)
+    # The model is the ONNX file: only the config's data and test sections are used, so its
+    # model section is not checked against the model registry (which would import torch).
     if args.config:
-        cfg = load_config(args.config, list(args.set), args.data_root)
+        cfg = load_config(args.config, list(args.set), args.data_root, check_model=False)
     elif onnx_path.resolve() != Path(args.onnx).resolve():  # a shipped name: its manifest holds the config
         cfg = config_from_dict(get_weight(args.onnx).manifest["config"], list(args.set),
-                               source=f"shipped weight {args.onnx} (manifest config)", data_root=args.data_root)
+                               source=f"shipped weight {args.onnx} (manifest config)", data_root=args.data_root,
+                               check_model=False)
     else:
         raise ConfigError(f"{onnx_path}: give the experiment CONFIG whose validation set to score it on")
     if args.boxes or args.decode:

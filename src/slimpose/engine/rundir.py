@@ -1,5 +1,7 @@
 """A training run's folder: which files belong to the run, who may write them, and how a
-resumed run's config compares with the one it was started with."""
+resumed run's config compares with the one it was started with. Torch-free at import
+(``slimpose eval`` imports it through its command module); restoring a run's files reads
+checkpoints with torch."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from slimpose.engine.checkpoint import load_checkpoint
 from slimpose.errors import CheckpointError, ConfigError
 from slimpose.io import atomic_path, atomic_write, remove_temporary_files, write_json_atomic
 
@@ -149,6 +150,8 @@ def copy_last_checkpoint(work_dir: Path, names: list[str]) -> None:
 def _holds_epoch(path: Path, checkpoint: dict) -> bool:
     if not path.is_file():
         return False
+    from slimpose.engine.checkpoint import load_checkpoint  # torch: only when a run is restored
+
     try:
         saved = load_checkpoint(path)
     except CheckpointError:

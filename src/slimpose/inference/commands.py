@@ -20,19 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from slimpose.cli_support import parse_hxw
 from slimpose.codecs import DECODE_METHODS
 from slimpose.errors import DataError, SlimposeError
 from slimpose.inference.outputs import OutputFolder, check_out_folder, drawing_name
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt")
-
-
-def _hxw(text: str) -> tuple[int, int]:
-    # Imported only when the option is given: the deploy CLI module is not needed otherwise.
-    from slimpose.deploy.commands import parse_hxw
-
-    return parse_hxw(text)
 
 
 def add_infer_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,7 +61,7 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det-score-thr", type=float, default=0.3, help="detector score threshold (default 0.3)")
     p.add_argument("--nms-iou", type=float, default=0.45, help="detector NMS IoU (default 0.45)")
     p.add_argument("--person-class", type=int, default=0, help="the detector's person class index (COCO-80: 0)")
-    p.add_argument("--det-input", type=_hxw, metavar="HxW", help="detector input size when its file has none")
+    p.add_argument("--det-input", type=parse_hxw, metavar="HxW", help="detector input size when its file has none")
     p.add_argument("--max-frames", type=int, metavar="N", help="video/camera: stop after N frames")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads per model")
     p.add_argument("--decode", choices=DECODE_METHODS, help="override the file's heatmap decoding")

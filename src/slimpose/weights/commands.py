@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from slimpose.codecs import DECODE_METHODS
-from slimpose.deploy.commands import add_int8_arguments, int8_options
+from slimpose.cli_support import add_int8_arguments, calibration_crops, int8_options, write_json
 from slimpose.errors import ConfigError
 from slimpose.machine import cpu_name
 from slimpose.weights import WEIGHTS_DIR, file_sha256, list_weights
@@ -58,8 +58,6 @@ def run_weights(args: argparse.Namespace) -> int:
               f"val PCK@0.2 {w.val_pck:5.1f}  ({train.get('minutes', '?')} min, {train.get('crops', '?')} crops)  "
               f"{w.path.name}")
     if args.json:
-        from slimpose.cli import write_json
-
         write_json(args.json, [w.summary() for w in weights])
         print(f"wrote {args.json}")
     return 0
@@ -120,7 +118,6 @@ def _pack(args: argparse.Namespace) -> int:
         export_onnx(model, float_path, size, layout, decode=cfg.test.decode, beta=cfg.test.beta,
                     sigma=cfg.data.heatmap_sigma, model_name=cfg.model.name, model_kwargs=dict(cfg.model.kwargs))
         if args.int8:
-            from slimpose.deploy.commands import calibration_crops
             from slimpose.deploy.quantize import quantize_int8
 
             crops = calibration_crops(float_path, config=cfg, split="train", num=args.num_calib)

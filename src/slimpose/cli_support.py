@@ -1,0 +1,104 @@
+"""Helpers shared by the command modules (``*/commands.py``): option parsers and groups,
+result files, calibration crops.
+
+Command modules import their shared pieces from here and never from one another (nor
+from :mod:`slimpose.cli`, which imports them by name only when their command runs), so
+running one command imports only what that command uses. This module imports no command
+module and no torch; what the heavier helpers need is imported when they are called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slimpose.errors import SlimposeError
+from slimpose.io import write_json_atomic
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_HXW = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def write_json(path: str | Path, data) -> None:
+    """Write a command's result file, creating its folder; all or nothing."""
+    write_json_atomic(path, data)
+
+
+def parse_hxw(text: str) -> tuple[int, int]:
+    """'256x192' → (256, 192); anything else is an error naming the expected form."""
+    m = _HXW.match(str(text))
+    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected an input size HxW with positive integers, e.g. 256x192; got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+# --------------------------------------------------------------------------- INT8
+
+
+def add_int8_arguments(p: argparse.ArgumentParser) -> None:
+    """The quantisation choices, shared by ``quantize`` and ``weights pack --int8``."""
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per channel)")
+    p.add_argument("--calibrate", default="minmax", choices=("minmax", "entropy", "percentile"))
+    p.add_argument("--keep-float", nargs="+", default=[], metavar="SUBSTR",
+                   help="leave the ONNX nodes whose names contain SUBSTR in float (e.g. /stem/stem.0/ for "
+                        "LPN's first conv)")
+    p.add_argument("--quantize-attention", action="store_true",
+                   help="quantise softmax-attention modules too (default: they stay float)")
+    p.add_argument("--full-range", action="store_true",
+                   help="8-bit weights even on an x86 CPU without VNNI (default there: 7 bits, which avoids "
+                        "saturating its U8S8 kernels; check the accuracy of the result on that CPU)")
+
+
+def int8_options(args: argparse.Namespace) -> dict:
+    """``quantize_int8`` keyword arguments from :func:`add_int8_arguments`' options."""
+    return {"per_channel": not args.per_tensor, "calibrate_method": args.calibrate,
+            "keep_float": tuple(args.keep_float), "float_attention": not args.quantize_attention,
+            "reduce_range": False if args.full_range else None}
+
+
+def spread(n_total: int, n: int) -> list[int]:
+    """``n`` indices spread evenly over ``range(n_total)`` (all of them when n >= n_total)."""
+    import numpy as np
+
+    if n >= n_total:
+        return list(range(n_total))
+    return sorted({int(i) for i in np.linspace(0, n_total - 1, n).round()})
+
+
+def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None, num: int = 64,
+                      split: str = "val", data_root=None) -> np.ndarray:
+    """(M, 3, H, W) normalised crops for calibration/evaluation at the model's input size:
+    whole images of a folder, or the persons of a config's ``split`` (their boxes, no
+    augmentation). ``config``: a YAML path (its ``${data_root}`` is ``data_root``) or an
+    ``ExperimentConfig``. Torch-free: only
+    the config's data section is used, so its model section is not checked against the
+    model registry."""
+    import numpy as np
+
+    from slimpose.deploy.runtime import crops_from_images, list_images, model_input, read_onnx_metadata
+
+    meta = read_onnx_metadata(onnx_path)
+    size = meta.input_size
+    if images_dir:
+        files = list_images(images_dir)
+        return crops_from_images([files[i] for i in spread(len(files), num)], size, meta.mean, meta.std,
+                                 padding=meta.box_padding, to_rgb=meta.color_order == "RGB")
+    from slimpose.config import ExperimentConfig, load_config
+    from slimpose.data.base import read_image
+    from slimpose.data.sources import build_source
+    from slimpose.keypoints import get_layout
+
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides, data_root, check_model=False)
+    src = build_source(getattr(cfg.data, split), get_layout(cfg.data.layout), size, train=False)
+    if not src.instances:
+        raise SlimposeError(f"{config if isinstance(config, (str, Path)) else 'config'}: the {split} set has no "
+                            f"person instances")
+    out = []
+    for i in spread(len(src.instances), num):
+        inst = src.instances[i]
+        out.append(model_input(read_image(inst.image_path), np.asarray([inst.center]), np.asarray([inst.scale]), meta))
+    return np.concatenate(out)
