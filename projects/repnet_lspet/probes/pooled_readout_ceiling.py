@@ -18,11 +18,11 @@ height is not a calibrated probability.
 
     python projects/repnet_lspet/probes/pooled_readout_ceiling.py runs/lpn_50_budget_epyc/best.pth
 
-Checkpoints of ``benchmarks/repnet_heatmap_backbone.py`` (RepNet-A's backbone and fusion
-under a heatmap decoder) are read too, and so are RepNet checkpoints trained with
-``model.kwargs.auxiliary_heatmaps``: their training-only decoder's maps (the teacher of
-``model.head.teacher=auxiliary_heatmaps``) are read, after the pooled
-regression itself is scored as the deployed network would be.
+Checkpoints of ``projects/repnet_lspet/probes/repnet_heatmap_backbone.py`` (RepNet-A's
+backbone and fusion under a heatmap decoder) are read too, and so are RepNet checkpoints
+trained with ``model.kwargs.auxiliary_heatmaps``: their training-only decoder's maps (the
+teacher of ``model.head.teacher=auxiliary_heatmaps``) are read, after the pooled regression
+itself is scored as the deployed network would be.
 
     python projects/repnet_lspet/probes/pooled_readout_ceiling.py runs/repnet_a_lspet_distilled/best.pth
 """
@@ -99,7 +99,7 @@ def main() -> None:
     from slimpose.engine.builders import build_codec_for, build_model_for
 
     ckpt = load_checkpoint(args.checkpoint)
-    if ckpt["config"]["model"]["name"] == "repnet_a_heatmap":  # a benchmarks/repnet_heatmap_backbone.py run
+    if ckpt["config"]["model"]["name"] == "repnet_a_heatmap":  # a probes/repnet_heatmap_backbone.py run
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from repnet_heatmap_backbone import register
 

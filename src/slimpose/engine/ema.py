@@ -2,9 +2,9 @@
 
 Under a constant or slowly decaying lr the last weights carry the noise of the last steps,
 and their average is often the better model (RTMPose trains with one); under a cosine to
-zero the schedule already anneals that noise away (the README measures no gain on the
-short LSPET recipes). The trainer validates, checkpoints and exports the average and keeps
-the raw weights only to go on training.
+zero the schedule already anneals that noise away (projects/repnet_lspet/README.md
+measures no gain on its short LSPET recipe). The trainer validates, checkpoints and
+exports the average and keeps the raw weights only to go on training.
 """
 
 from __future__ import annotations

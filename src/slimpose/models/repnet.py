@@ -195,7 +195,7 @@ class RepNet(nn.Module):
         self.backbone = RepVGG(num_blocks, width_multiplier, deploy)
         self.neck = MultiLevelFusion(tuple(self.backbone.widths[2:]), fusion_channels)
         # The heatmap loss trains the backbone and fusion as fast as a heatmap model's loss
-        # does, which the pooled regression alone does not (see the README's RepNet section).
+        # does, which the pooled regression alone does not (projects/repnet_lspet/README.md).
         self.heatmap_decoder = (TrainingOnly(deconv_heatmap_decoder(fusion_channels, num_joints))
                                 if auxiliary_heatmaps and not deploy else None)
         if init_std > 0:
