@@ -1,4 +1,4 @@
-"""``slimpose data synthetic`` and ``slimpose data show``."""
+"""``slimpose data synthetic``, ``slimpose data show`` and ``slimpose data convert``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     from slimpose.config import add_data_root_argument
 
-    sub = parser.add_subparsers(dest="data_command", metavar="{synthetic,show}")
+    sub = parser.add_subparsers(dest="data_command", metavar="{synthetic,show,convert}")
     sub.required = True
     p = sub.add_parser("synthetic", help="write a synthetic COCO-format keypoint data set")
     p.add_argument("--out", required=True, help="output folder (train/, val/, annotations/)")
@@ -26,6 +26,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.layout=lsp")
     add_data_root_argument(p)
+    _add_convert_arguments(sub)
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -49,4 +50,35 @@ def run_data(args: argparse.Namespace) -> int:
         path = show(cfg, args.split, args.num, out, args.seed)
         print(f"wrote {path}")
         return 0
+    if args.data_command == "convert":
+        return _run_convert(args)
     raise SystemExit(f"slimpose data: unknown sub-command {args.data_command!r}")
+
+
+# ----------------------------------------------------------------------------- data convert
+def _add_convert_arguments(sub) -> None:
+    from slimpose.data.convert import BOX_MARGIN, FORMATS
+
+    p = sub.add_parser("convert", help="labelme or CVAT keypoint annotations as a COCO-keypoints JSON",
+                       description="Convert keypoint annotations of a labelling tool to a COCO-keypoints JSON that "
+                       "the 'coco' data type reads. labelme: a folder of one JSON per image; CVAT: a 'CVAT for "
+                       "images 1.1' XML (skeletons or points). A person is a group_id (or a CVAT skeleton); a "
+                       "point is v=2, an occluded one v=1. Without a rectangle/box a person's box is its joints' "
+                       f"box grown by {BOX_MARGIN:.0%} of its longer side on each side, clipped to the image.")
+    p.add_argument("input", metavar="INPUT", help="labelme: the folder of JSON files; cvat: the XML file")
+    p.add_argument("--from", dest="fmt", required=True, choices=FORMATS, help="the labelling tool's format")
+    p.add_argument("--out", required=True, help="the COCO JSON to write (kept if it exists, unless --overwrite)")
+    p.add_argument("--keypoints", default=None, metavar="A,B,C",
+                   help="joint names in order (default: a CVAT skeleton label's points, else the point labels in "
+                   "the order they first occur)")
+    p.add_argument("--skeleton", default=None, metavar="A-B,B-C",
+                   help="skeleton edges between joint names (default: a CVAT skeleton label's edges, else none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from slimpose.data.convert import convert, summary
+
+    data = convert(args.fmt, args.input, args.out, args.keypoints, args.skeleton, args.overwrite)
+    print(summary(data, args.fmt, args.input, args.out))
+    return 0
