@@ -13,7 +13,6 @@ import importlib
 import sys
 
 from slimpose import __version__
-from slimpose.cli_support import write_json  # noqa: F401  (its old home; command modules use cli_support)
 from slimpose.errors import SlimposeError
 
 COMMANDS: dict[str, tuple[str, str]] = {
