@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from slimpose.errors import SlimposeError
-from slimpose.inference.tracking import OneEuroFilter, PoseTracks, box_iou, greedy_match, keypoint_box
+from slimpose.inference.tracking import (MAX_LOST_FRAMES, OneEuroFilter, PoseTracks, box_iou, greedy_match,
+                                         hungarian_match, keypoint_box, pose_similarity)
 from slimpose.keypoints import get_layout
 
 FPS = 30.0
@@ -86,3 +87,60 @@ def test_track_ids_follow_people_across_frames():
     c = base + [200, 300]
     ids2 = [t.id for t in tracks.update(np.stack([a2 + 3, c]), scores, boxes(a2 + 3, c), boxes(a2 + 3, c), np.ones(2))]
     assert ids2 == [0, 2] and [t.id for t in tracks.tracks] == [0, 2]
+    assert [t.id for t in tracks.lost] == [1]  # remembered for a while
+
+
+def test_hungarian_matching_takes_the_best_total_not_the_best_pair():
+    sim = np.array([[0.9, 0.8], [0.85, 0.1]])
+    assert hungarian_match(sim, 0.3) == [(0, 1), (1, 0)]  # greedy would take (0, 0) and leave row 1 alone
+    assert hungarian_match(np.array([[0.9, 0.2]]), 0.3) == [(0, 0)]
+    assert hungarian_match(np.array([[0.2, 0.1]]), 0.3) == []
+    assert hungarian_match(np.zeros((0, 2)), 0.3) == []
+
+
+def _person(offset, rng=np.random.default_rng(3), n=17):
+    pose = np.random.default_rng(5).uniform(0, 100, (n, 2)) * [0.6, 1.6] + offset
+    lo, hi = pose.min(axis=0), pose.max(axis=0)
+    return pose, np.concatenate([lo, hi])
+
+
+def test_oks_keeps_two_overlapping_people_apart():
+    sigmas = get_layout("coco").sigmas_array()
+    a, box_a = _person([100, 50])
+    b, box_b = _person([130, 55])
+    b = b[::-1]  # another pose in a box much like a's
+    s = np.full((2, 17), 0.9)
+    sim = pose_similarity(np.stack([a, b]), s, np.stack([box_a, box_b]), np.stack([b + 2, a + 2]), s,
+                          np.stack([box_b, box_a]) + 2, sigmas, 0.3)
+    assert sim[0, 1] > sim[0, 0] and sim[1, 0] > sim[1, 1]
+
+
+def test_a_person_hidden_for_a_while_gets_their_id_back():
+    """Two people walk; B is hidden for 20 frames (nobody reports them) and comes back
+    where their walk took them: the lost track, moved on at its velocity, is matched."""
+    tracks = PoseTracks(get_layout("coco").sigmas_array())
+    s = np.full((2, 17), 0.9)
+    for f in range(40):
+        a, box_a = _person([50 + 3 * f, 40])
+        b, box_b = _person([400 - 4 * f, 60])
+        hidden = 10 <= f < 30
+        kp, bx = (np.stack([a]), np.stack([box_a])) if hidden else (np.stack([a, b]), np.stack([box_a, box_b]))
+        ids = [t.id for t in tracks.update(kp, s[:len(kp)], bx, bx, np.ones(len(kp)))]
+        assert ids == ([0] if hidden else [0, 1]), f
+    assert tracks.next_id == 2
+
+
+def test_low_score_detections_continue_tracks_but_start_none_and_lost_tracks_expire():
+    tracks = PoseTracks(get_layout("coco").sigmas_array())
+    s = np.full((1, 17), 0.9)
+    a, box = _person([50, 40])
+    assert [t.id for t in tracks.update(a[None], s, box[None], box[None], np.array([0.9]))] == [0]
+    # a low-score detection of the same person continues the track
+    assert [t.id for t in tracks.update(a[None] + 1, s, box[None] + 1, box[None] + 1, np.array([0.35]))] == [0]
+    # a low-score detection elsewhere starts nothing
+    far, far_box = _person([400, 40])
+    assert tracks.update(far[None], s, far_box[None], far_box[None], np.array([0.35])) == [None]
+    assert tracks.tracks == [] and [t.id for t in tracks.lost] == [0]
+    for _ in range(MAX_LOST_FRAMES):
+        tracks.update(np.zeros((0, 17, 2)), np.zeros((0, 17)), np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0))
+    assert tracks.lost == []  # forgotten after MAX_LOST_FRAMES frames unseen

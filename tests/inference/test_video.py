@@ -124,7 +124,7 @@ class UnsureEstimator:
         return (np.repeat(centers[:, None], 14, axis=1).astype(np.float32), np.full((len(b), 14), 0.1, np.float32))
 
 
-def test_a_detected_person_is_kept_and_an_unsure_track_calls_the_detector_again():
+def test_a_detected_person_with_an_unsure_pose_is_kept_without_calling_the_detector_again():
     calls = []
 
     def detector(image, image_id=None):
@@ -135,8 +135,47 @@ def test_a_detected_person_is_kept_and_an_unsure_track_calls_the_detector_again(
     frames = [tracker(np.zeros((100, 120, 3), np.uint8)) for _ in range(6)]
     assert all(len(people) == 1 for people in frames)  # the detector vouches for the person
     assert {people[0].track_id for people in frames} == {0}  # same box, same id
-    assert len(calls) == 6  # the pose never confirms the track, so the detector runs every frame
+    # a pose that was never confident is followed in its detection box: the detector runs
+    # as scheduled (frames 0 and 5), not every frame (issue 33)
+    assert len(calls) == 2 and tracker.redetections == 0
     np.testing.assert_allclose(frames[-1][0].box, [20, 10, 60, 90])
+
+
+class FadingEstimator:
+    """Confident joints spread over the box, until frame ``fade`` where all but two go weak."""
+
+    layout = get_layout("lsp")
+
+    def __init__(self, fade: int):
+        self.fade, self.frame = fade, 0
+
+    def __call__(self, image, boxes_xywh, flip=False):
+        b = np.asarray(boxes_xywh, float).reshape(-1, 4)
+        spread = np.stack([np.linspace(0.1, 0.9, 14), np.linspace(0.05, 0.95, 14)], axis=1)
+        kpts = b[:, None, :2] + b[:, None, 2:] * spread
+        scores = np.full((len(b), 14), 0.9, np.float32)
+        if self.frame == self.fade:
+            scores[:, 2:] = 0.1
+        return kpts.astype(np.float32), scores
+
+
+def test_a_track_that_loses_its_pose_calls_the_detector_once_and_keeps_its_id():
+    calls = []
+
+    def detector(image, image_id=None):
+        calls.append(image_id)
+        return np.array([[20, 10, 60, 90]], np.float32), np.array([0.8], np.float32)
+
+    pose = FadingEstimator(fade=3)
+    tracker = PoseTracker(pose, detector, det_every=10)
+    ids = []
+    for f in range(8):
+        pose.frame = f
+        ids.append([p.track_id for p in tracker(np.zeros((100, 120, 3), np.uint8), image_id=f)])
+    # frame 0 as scheduled; frame 3: the pose lost most of its joints, so the detector
+    # ran there (once: the detection's pose is confident again)
+    assert calls == [0, 3] and tracker.redetections == 1
+    assert ids == [[0]] * 8
 
 
 class HuddledEstimator:

@@ -27,6 +27,12 @@ from slimpose.inference.tracking import OneEuroFilter, PoseTracks, box_inside, k
 from slimpose.metrics.coco import oks_nms, person_scores
 
 
+# A followed person is lost when their pose keeps fewer than this fraction of the
+# confident joints it had, or their box keeps less than this much inside the frame.
+LOST_FRACTION = 0.5
+MIN_IN_FRAME = 0.25
+
+
 @dataclass
 class Person:
     box: np.ndarray  # (4,) xyxy image pixels: the box the pose was estimated in
@@ -63,10 +69,14 @@ class PoseTracker:
 
     ``estimate(image)`` handles one photo and keeps no state. Calling the tracker on
     consecutive frames tracks people: each person's next box comes from their keypoints,
-    the detector runs every ``det_every`` frames or when someone is lost, ids are kept by
-    box IoU / keypoint similarity, and with ``smooth`` the keypoints go through a One-Euro
-    filter (``min_cutoff`` Hz, ``beta`` per person height per second). A tracked person
-    that ``max_missed`` detector runs in a row do not confirm is dropped: a track that
+    the detector runs every ``det_every`` frames, and in between only when a tracked
+    person is really lost (their pose lost most of its confident joints, their box left
+    the frame, or another person took it over). Ids are kept by Hungarian matching on box
+    IoU and keypoint OKS (:class:`~slimpose.inference.tracking.PoseTracks`); a lost track
+    is remembered ``MAX_LOST_FRAMES`` frames, so a person found again after an occlusion
+    gets their id back. With ``smooth`` the keypoints go through a One-Euro filter
+    (``min_cutoff`` Hz, ``beta`` per person height per second). A tracked person that
+    ``max_missed`` detector runs in a row do not confirm becomes lost: a track that
     drifted onto the background ends, a real person is found again by the detector.
     ``refine`` (default: on with the whole-image detector) re-runs the pose on the box of
     its own confident keypoints, so a person who does not fill the frame is cropped right.
@@ -94,6 +104,7 @@ class PoseTracker:
         self.frame_index = 0
         self.timings = {"detector": 0.0, "pose": 0.0}
         self.detector_calls = 0
+        self.redetections = 0  # detector runs between scheduled ones, called by a lost track
 
     # ------------------------------------------------------------------ steps
     def detect(self, image: np.ndarray, image_id=None) -> tuple[np.ndarray, np.ndarray]:
@@ -154,50 +165,95 @@ class PoseTracker:
         """People in the next video frame, with track ids. ``timestamp`` in seconds
         (default: the frame number at 30 fps) paces the smoothing."""
         t = self.frame_index / 30.0 if timestamp is None else float(timestamp)
-        tracked = self.tracks.tracks
-        due = not tracked or self.frame_index % self.det_every == 0
+        active = self.tracks.tracks
+        due = self.frame_index % self.det_every == 0
+        followed: dict[int, Person] = {}
+        if not due and active:
+            followed = self.follow(frame, active)
+            # Someone was really lost (their pose lost most of its confident joints, they
+            # left the frame or another person took their box over): look for them in
+            # this frame rather than at the next scheduled detector run. A weak joint, or
+            # a pose that was never confident, is no reason to run the detector.
+            due = len(followed) < len(active)
+            self.redetections += int(due)
         detected: list[Person] = []
-        if not due:
-            followed = self.follow(frame, tracked)
-            people = [p for p in followed if self._next_box(p) is not None]
-            # Someone was lost: look for them in this frame rather than the next.
-            due = len(people) < len(followed)
         if due:
             boxes, box_scores = self.detect(frame, image_id)
             detected = self.people_in(frame, boxes, box_scores, self.refine)
             # People the detector missed this time stay followed through their own boxes,
-            # unless it has missed them before.
-            track_boxes = np.asarray([tr.box for tr in tracked], np.float32).reshape(-1, 4)
-            missed = ~covered(track_boxes, boxes)
-            followed = self.follow(frame, [tr for tr, m in zip(tracked, missed) if m and tr.missed < self.max_missed])
-            people = self._deduplicate(detected + [p for p in followed if self._next_box(p) is not None])
+            # unless it has missed them before, their box lies in someone's detection box
+            # (the detection is theirs, or they are hidden behind that person), or their
+            # pose is unsure: these are matched to detections or kept as lost tracks.
+            track_boxes = np.asarray([tr.predicted_box() for tr in active], np.float32).reshape(-1, 4)
+            uncovered = ~covered(track_boxes, boxes)
+            keep = [tr for tr, m in zip(active, uncovered) if m and tr.missed < self.max_missed]
+            if followed:  # already followed this frame (a lost track called the detector)
+                followed = {tr.id: followed[tr.id] for tr in keep if tr.id in followed}
+            else:
+                followed = self.follow(frame, keep)
+            followed = {i: p for i, p in followed.items() if self._next_box(p) is not None}
+        people = self._deduplicate(detected + list(followed.values()))
+        owners = [next((i for i, q in followed.items() if q is p), None) for p in people]
+        k = self.pose.layout.num_keypoints
         # A detected person is kept even with an unsure pose (the detector vouches for
         # them) and followed in their detection box.
-        k = self.pose.layout.num_keypoints
         next_boxes = [self._next_box(p) for p in people]
         next_boxes = [p.box if b is None else b for p, b in zip(people, next_boxes)]
         tracks = self.tracks.update(np.asarray([p.keypoints for p in people]).reshape(-1, k, 2),
                                     np.asarray([p.keypoint_scores for p in people]).reshape(-1, k),
                                     np.asarray([p.box for p in people], np.float32).reshape(-1, 4),
                                     clip_boxes(np.asarray(next_boxes, np.float32).reshape(-1, 4), frame.shape),
-                                    np.asarray([p.box_score for p in people], np.float32))
-        if due:
-            for person, track in zip(people, tracks):
-                track.missed = 0 if any(person is d for d in detected) else track.missed + 1
+                                    np.asarray([p.box_score for p in people], np.float32), owners)
+        kept = []
         for person, track in zip(people, tracks):
+            if track is None:  # a low-score detection that continues no track
+                continue
+            if due:
+                track.missed = 0 if any(person is d for d in detected) else track.missed + 1
             person.track_id = track.id
             if self.smooth:
                 if track.filter is None:
                     track.filter = self.new_filter()
                 height = float(person.box[3] - person.box[1])
                 person.keypoints = track.filter(person.keypoints, t, scale=height).astype(np.float32)
+            kept.append(person)
         self.frame_index += 1
-        return sorted(people, key=lambda p: p.track_id)
+        return sorted(kept, key=lambda p: p.track_id)
 
-    def follow(self, frame: np.ndarray, tracks) -> list[Person]:
-        """Poses in the tracks' own boxes (from their last keypoints)."""
-        boxes = clip_boxes(np.asarray([tr.box for tr in tracks], np.float32).reshape(-1, 4), frame.shape)
-        return self.people_in(frame, boxes, np.asarray([tr.score for tr in tracks], np.float32), refine=False)
+    def follow(self, frame: np.ndarray, tracks) -> dict[int, Person]:
+        """Poses in the tracks' own boxes (from their last keypoints, moved on at their
+        velocity), by track id. Left out, as lost: a track whose box has left the frame,
+        whose pose has lost most of the confident joints it had, or whose pose is another
+        track's person (two tracks on one person: the one whose pose it continues keeps it)."""
+        if not tracks:
+            return {}
+        raw = np.asarray([tr.predicted_box() for tr in tracks], np.float32).reshape(-1, 4)
+        boxes = clip_boxes(raw, frame.shape)
+        in_frame = box_inside(raw, boxes).diagonal()
+        idx = [i for i, b in enumerate(boxes) if b[2] > b[0] and b[3] > b[1] and in_frame[i] >= MIN_IN_FRAME]
+        if not idx:
+            return {}
+        kpts, scores = self.run_pose(frame, boxes[idx])
+        rescored = person_scores(np.asarray([tracks[i].score for i in idx], np.float32), scores)
+        people: dict[int, Person] = {}
+        for n, i in enumerate(idx):
+            confident = int((scores[n] > self.kpt_thr).sum())
+            had = tracks[i].confident
+            if confident < LOST_FRACTION * had or (confident < 3 <= had):
+                continue
+            people[i] = Person(boxes[i], float(rescored[n]), kpts[n], scores[n], tracks[i].score)
+        if len(people) > 1:
+            order = list(people)
+            continuity = self.tracks.similarity([tracks[i] for i in order],
+                                                np.asarray([people[i].keypoints for i in order], np.float64),
+                                                np.asarray([people[i].keypoint_scores for i in order], np.float64),
+                                                np.asarray([people[i].box for i in order], np.float64)).diagonal()
+            full = np.asarray([np.concatenate([people[i].keypoints, people[i].keypoint_scores[:, None]], axis=1)
+                               for i in order])
+            areas = np.asarray([np.prod(people[i].box[2:] - people[i].box[:2]) for i in order])
+            keep = oks_nms(full, continuity, areas, self.sigmas, thr=self.oks_nms_thr)
+            people = {order[j]: people[order[j]] for j in sorted(keep)}
+        return {tracks[i].id: p for i, p in people.items()}
 
     def _deduplicate(self, people: list[Person]) -> list[Person]:
         if len(people) < 2:
