@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from slimpose.errors import SlimposeError
-from slimpose.inference.tracking import (MAX_LOST_FRAMES, OneEuroFilter, PoseTracks, box_iou, greedy_match,
+from slimpose.inference.tracking import (MAX_LOST_FRAMES, OneEuroFilter, PoseTracks, box_iou,
                                          hungarian_match, keypoint_box, pose_similarity)
 from slimpose.keypoints import get_layout
 
@@ -61,9 +61,6 @@ def test_keypoint_box_iou_and_matching():
     assert line[3] - line[1] > 0  # a straight arm still gives a box with area
     iou = box_iou([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
     np.testing.assert_allclose(iou, [[1.0, 1 / 3, 0.0]])
-    assert greedy_match(np.array([[0.9, 0.8], [0.85, 0.1]]), 0.3) == [(0, 0)]  # best pair first, then none left
-    assert greedy_match(np.array([[0.9, 0.8], [0.85, 0.4]]), 0.3) == [(0, 0), (1, 1)]
-    assert greedy_match(np.zeros((0, 3)), 0.3) == []
 
 
 def test_track_ids_follow_people_across_frames():

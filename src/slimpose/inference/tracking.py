@@ -128,18 +128,6 @@ def pose_similarity(kpts_a, scores_a, boxes_a, kpts_b, scores_b, boxes_b, sigmas
     return np.where(shared >= 3, BOX_WEIGHT * sim + (1 - BOX_WEIGHT) * oks, sim)
 
 
-def greedy_match(similarity: np.ndarray, thr: float) -> list[tuple[int, int]]:
-    """Pairs (row, col) taken best first while their similarity is at least ``thr``."""
-    sim = np.array(similarity, dtype=np.float64)
-    pairs = []
-    while sim.size and sim.max() >= thr:
-        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
-        pairs.append((int(i), int(j)))
-        sim[i, :] = -1
-        sim[:, j] = -1
-    return pairs
-
-
 def hungarian_match(similarity: np.ndarray, thr: float) -> list[tuple[int, int]]:
     """Pairs (row, col) of the assignment with the largest total similarity among pairs
     of similarity at least ``thr`` (scipy's linear_sum_assignment on 1 - similarity)."""
