@@ -33,18 +33,34 @@ needs_lspet = pytest.mark.skipif(not (LSPET / "joints.mat").is_file(), reason="n
 needs_coco = pytest.mark.skipif(not COCO_VAL_ANN.is_file(), reason="needs ../shared/data/coco-mini")
 
 
+def blocking_env(blocker: Path, packages: tuple[str, ...], named: tuple[str, ...] = ()) -> dict:
+    """The environment of a process in which importing each of ``packages`` raises ImportError:
+    one that names no module (as a broken installation's does), or for those in ``named``
+    a ModuleNotFoundError naming the package (as a missing one's does)."""
+    for package in packages:
+        (blocker / package).mkdir()
+        error = (f"ModuleNotFoundError({BLOCKED!r}, name={package!r})" if package in named
+                 else f"ImportError({BLOCKED!r})")
+        (blocker / package / "__init__.py").write_text(f"raise {error}\n")
+    path = os.pathsep.join(p for p in (str(blocker), str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    for package in packages:
+        proc = subprocess.run([sys.executable, "-c", f"import {package}"], capture_output=True, text=True, env=env)
+        assert proc.returncode != 0 and BLOCKED in proc.stderr, f"the {package} blocker does not take effect"
+    return env
+
+
 @pytest.fixture(scope="module")
 def no_torch_env(tmp_path_factory) -> dict:
     """The environment of a process in which ``import torch`` raises ImportError."""
-    blocker = tmp_path_factory.mktemp("no_torch")
-    for package in ("torch", "torchvision"):
-        (blocker / package).mkdir()
-        (blocker / package / "__init__.py").write_text(f"raise ImportError({BLOCKED!r})\n")
-    path = os.pathsep.join(p for p in (str(blocker), str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
-    assert proc.returncode != 0 and BLOCKED in proc.stderr, "the torch blocker does not take effect"
-    return env
+    return blocking_env(tmp_path_factory.mktemp("no_torch"), ("torch", "torchvision"))
+
+
+@pytest.fixture(scope="module")
+def base_install_env(tmp_path_factory) -> dict:
+    """As ``pip install slimpose`` leaves it: neither torch nor onnx (the [train] and
+    [quantize] extras) can be imported."""
+    return blocking_env(tmp_path_factory.mktemp("base_install"), ("torch", "torchvision", "onnx"), named=("onnx",))
 
 
 def slimpose(env: dict, *args, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -132,5 +148,31 @@ def test_commands_that_need_torch_say_so_in_one_line(no_torch_env, tmp_path, arg
     proc = slimpose(no_torch_env, *argv, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == [f"slimpose {command} needs PyTorch: pip install torch ({BLOCKED})"]
+    assert proc.stderr.strip().splitlines() == [
+        f'slimpose {command} needs PyTorch: pip install "slimpose[train]" ({BLOCKED})']
     assert list(tmp_path.iterdir()) == []  # nothing written: no run folder, no model file
+
+
+def test_quantize_without_onnx_names_its_extra(base_install_env, tmp_path):
+    """quantize is torch-free but ONNX Runtime's quantiser imports the onnx package: without
+    it the command names the [quantize] extra (not [train], which would pull torch)."""
+    images = tmp_path / "calib"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((64, 48, 3), 128, np.uint8))
+    proc = slimpose(base_install_env, "quantize", WEIGHT.path, "--out", tmp_path / "int8.onnx",
+                    "--calib-images", images, "--num-calib", "1", "--num-eval", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f'slimpose quantize needs onnx: pip install "slimpose[quantize]" ({BLOCKED})']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib"]
+
+
+def test_missing_extra_names_the_extra_that_installs_it():
+    from slimpose.cli import missing_extra
+
+    assert missing_extra("train", ModuleNotFoundError("x", name="torch")) == ("PyTorch", "train")
+    assert missing_extra("export", ModuleNotFoundError("x", name="torch.onnx")) == ("PyTorch", "train")
+    assert missing_extra("export", ModuleNotFoundError("x", name="onnx")) == ("onnx", "train")
+    assert missing_extra("quantize", ModuleNotFoundError("x", name="onnx.helper")) == ("onnx", "quantize")
+    assert missing_extra("infer", ModuleNotFoundError("x", name="onnxruntime")) is None
+    assert missing_extra("infer", ModuleNotFoundError("x", name="cv2")) is None

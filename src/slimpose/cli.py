@@ -64,11 +64,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slimpose {name}: interrupted", file=sys.stderr)
         return 130
     except ImportError as e:
-        if not torch_missing(e):
+        missing = missing_extra(name, e)
+        if missing is None:
             raise
+        what, extra = missing
         reason = " ".join(str(e).split())
-        print(f"slimpose {name} needs PyTorch: pip install torch ({reason})", file=sys.stderr)
+        print(f'slimpose {name} needs {what}: pip install "slimpose[{extra}]" ({reason})', file=sys.stderr)
         return 2
+
+
+def missing_extra(command: str, error: ImportError) -> tuple[str, str] | None:
+    """What a command lacks when ``error`` stopped it, and the extra that installs it:
+    ("PyTorch", "train") where torch failed to import (:func:`torch_missing`), ("onnx",
+    "quantize") where quantize lacks the onnx package, ("onnx", "train") where another
+    command (export, bench) does; None for any other ImportError (a bug: re-raised)."""
+    if error.name is not None and error.name.partition(".")[0] == "onnx":
+        return "onnx", "quantize" if command == "quantize" else "train"
+    if torch_missing(error):
+        return "PyTorch", "train"
+    return None
 
 
 def torch_missing(error: ImportError) -> bool:

@@ -278,6 +278,8 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_quantize(args: argparse.Namespace) -> int:
+    import onnx  # noqa: F401  (ONNX Runtime's quantiser needs it: a missing one is named before any work)
+
     from slimpose.deploy.quantize import compare_int8, quantize_int8
 
     if args.num_calib < 1 or args.num_eval < 0:
