@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import reprlib
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -47,6 +46,7 @@ from pathlib import Path
 
 from slimpose.errors import DataError, OutputError
 from slimpose.io import write_json_atomic
+from slimpose.metrics.coco import is_finite_number
 
 # Each side of a box made from the joints grows by this fraction of the joints' box's longer side.
 BOX_MARGIN = 0.10
@@ -79,10 +79,6 @@ class _Image:
     width: float
     height: float
     persons: list[_Person] = field(default_factory=list)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 def _names_list(keypoints, source: str = "--keypoints") -> list[str] | None:
@@ -231,14 +227,14 @@ def _coco(images: list[_Image], names: list[str], edges: list[tuple[int, int]], 
 
 # ----------------------------------------------------------------------------- labelme
 def _labelme_number(value, source: str, where: str, positive: bool = False) -> float:
-    if not _is_number(value) or (positive and not value > 0):
+    if not is_finite_number(value) or (positive and not value > 0):
         kind = "a positive number" if positive else "a finite number"
         raise DataError(source, where, f"expected {kind}, got {reprlib.repr(value)}")
     return float(value)
 
 
 def _labelme_xy(point, source: str, where: str) -> tuple[float, float]:
-    if not (isinstance(point, (list, tuple)) and len(point) == 2 and all(_is_number(v) for v in point)):
+    if not (isinstance(point, (list, tuple)) and len(point) == 2 and all(is_finite_number(v) for v in point)):
         raise DataError(source, where, f"expected a point [x, y] of two finite numbers, got {reprlib.repr(point)}")
     return float(point[0]), float(point[1])
 
@@ -260,7 +256,7 @@ def _labelme_shapes(data: dict, source: str) -> list[_Shape]:
             raise DataError(source, f"{where}.label", f"expected a joint name, got {reprlib.repr(label)}")
         group = shape.get("group_id")
         if group is not None:
-            if not (_is_number(group) and float(group).is_integer()):
+            if not (is_finite_number(group) and float(group).is_integer()):
                 raise DataError(source, f"{where}.group_id", f"expected an integer or null, got {reprlib.repr(group)}")
             group = int(group)
         points = shape.get("points")
