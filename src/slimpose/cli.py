@@ -40,6 +40,30 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:  # a closed pipe shows up at this flush for short outputs (argparse's --help exit too)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader closed the pipe (``slimpose models | head -1``): stop quietly. Python
+        # flushes stdout again at exit; point it at devnull so that flush cannot fail too.
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced (tests) or already closed
+        pass
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
