@@ -30,3 +30,43 @@ def test_a_closed_pipe_ends_quietly(args):
     res = _run_into_closed_pipe(args)
     assert "Traceback" not in res.stderr and "BrokenPipeError" not in res.stderr, res.stderr
     assert res.returncode in (0, 141)
+
+
+def test_usage_describes_slimpose_and_gives_an_example_per_command(capsys):
+    from slimpose.cli import COMMANDS, main
+
+    assert main([]) == 0
+    text = capsys.readouterr().out
+    assert "top-down" in text and "examples:" in text
+    for name in COMMANDS:
+        assert f"\n  slimpose {name} " in text, name
+
+
+@pytest.mark.parametrize("name", sorted(__import__("slimpose.cli", fromlist=["COMMANDS"]).COMMANDS))
+def test_each_command_help_ends_with_an_example(name, capsys):
+    from slimpose.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([name, "--help"])
+    assert e.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "example:" in lines
+    example = lines[lines.index("example:") + 1].strip()
+    assert example.startswith(f"slimpose {name} "), example
+
+
+def test_each_example_parses():
+    import argparse
+    import importlib
+    import shlex
+
+    from slimpose.cli import COMMANDS, EXAMPLES, build_parser
+
+    assert set(EXAMPLES) == set(COMMANDS)
+    for name, example in EXAMPLES.items():
+        parser = build_parser(name, importlib.import_module(COMMANDS[name][0]))
+        parser.exit_on_error = False
+        try:
+            parser.parse_args(shlex.split(example)[2:])
+        except (argparse.ArgumentError, SystemExit) as e:
+            pytest.fail(f"{example}: {e}")
