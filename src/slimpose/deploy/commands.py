@@ -53,20 +53,32 @@ def add_models_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     from slimpose.models.registry import get_model_entry, list_models
+    from slimpose.weights import list_weights
 
+    shipped: dict[str, list[str]] = {}
+    for w in list_weights():
+        shipped.setdefault(w.model, []).append(w.name)
+    names = list_models()
+    width = max([len("model"), *map(len, names)])
+    wwidth = max([len("shipped weights"), *(len(", ".join(v)) for v in shipped.values())])
     out = []
-    print(f"{'model':<16} {'output':<10} paper figures (params M / GMACs 1e9 @ input, K, form)")
-    for name in list_models():
+    print(f"{'model':<{width}} {'output':<10} {'shipped weights':<{wwidth}} "
+          f"paper figures (params M / GMACs 1e9 @ input, K, form)")
+    for name in names:
         e = get_model_entry(name)
         figs = [{"params_m": p.params_m, "gmacs": p.gmacs, "input": f"{p.input_size[0]}x{p.input_size[1]}",
                  "num_joints": p.num_joints, "form": p.form} for p in e.paper]
         text = "; ".join(f"{f['params_m']}M / {f['gmacs'] if f['gmacs'] is not None else '-'} @ {f['input']}, "
                          f"K={f['num_joints']}, {f['form']}" for f in figs) or "-"
-        print(f"{name:<16} {e.output_kind:<10} {text}")
+        weights = ", ".join(shipped.get(name, [])) or "-"
+        print(f"{name:<{width}} {e.output_kind:<10} {weights:<{wwidth}} {text}")
         if e.description:
-            print(f"{'':<16} {'':<10} {e.description}")
+            print(f"{'':<{width}} {'':<10} {'':<{wwidth}} {e.description}")
         out.append({"model": name, "output_kind": e.output_kind, "description": e.description,
-                    "tolerance": e.tolerance, "paper": figs})
+                    "tolerance": e.tolerance, "paper": figs, "shipped_weights": shipped.get(name, [])})
+    if shipped:
+        print(f"\nshipped weights (trained, usable by name; 'slimpose weights' lists them): "
+              f"{', '.join(n for v in shipped.values() for n in v)}")
     if args.json:
         write_json(args.json, out)
     return 0
