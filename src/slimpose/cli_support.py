@@ -28,6 +28,12 @@ def write_json(path: str | Path, data) -> None:
     write_json_atomic(path, data)
 
 
+def plural(n: int, singular: str, plural_: str | None = None) -> str:
+    """``n`` and the noun that fits it: plural(1, "person", "people") -> '1 person',
+    plural(3, "image") -> '3 images'."""
+    return f"{n} {singular if n == 1 else (plural_ or singular + 's')}"
+
+
 def parse_hxw(text: str) -> tuple[int, int]:
     """'256x192' → (256, 192); anything else is an error naming the expected form."""
     m = _HXW.match(str(text))

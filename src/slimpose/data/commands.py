@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from slimpose.cli_support import plural
+
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     from slimpose.config import add_data_root_argument
@@ -37,7 +39,7 @@ def run_data(args: argparse.Namespace) -> int:
             raise SystemExit("slimpose data synthetic: --num-train and --num-val must be >= 0")
         start = time.perf_counter()
         paths = generate_synthetic_coco(args.out, args.num_train, args.num_val, args.seed, tuple(args.size))
-        print(f"wrote {args.num_train} train + {args.num_val} val images in {time.perf_counter() - start:.1f} s")
+        print(f"wrote {plural(args.num_train + args.num_val, 'image')} ({args.num_train} train, {args.num_val} val) in {time.perf_counter() - start:.1f} s")
         for key in ("train_ann", "train_images", "val_ann", "val_images"):
             print(f"  {key}: {paths[key]}")
         return 0

@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from slimpose.cli_support import add_int8_arguments, calibration_crops, int8_options, parse_hxw, spread, write_json
+from slimpose.cli_support import (add_int8_arguments, calibration_crops, int8_options, parse_hxw, plural, spread,
+                                  write_json)
 from slimpose.codecs import DECODE_METHODS
 from slimpose.deploy.export import DEFAULT_TOLERANCE
 from slimpose.errors import SlimposeError
@@ -207,7 +208,7 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"max abs diff ONNX Runtime vs PyTorch (deployed): random inputs {res['max_abs_diff_random']:.3g} "
               f"(outputs up to {res['max_abs_output_random']:.3g}; tolerance {res['tolerance']:g} x max(1, output))")
         if res["max_abs_diff_real"] is not None:
-            print(f"max abs diff on {len(real)} real crops: {res['max_abs_diff_real']:.3g} "
+            print(f"max abs diff on {plural(len(real), 'real crop')}: {res['max_abs_diff_real']:.3g} "
                   f"(outputs up to {res['max_abs_output_real']:.3g})")
     return 0
 
@@ -309,12 +310,12 @@ def run_quantize(args: argparse.Namespace) -> int:
     info = quantize_int8(args.onnx, args.out, calib, **int8_options(args))
     cmp_ = compare_int8(args.onnx, args.out, held, threads=args.threads)
     print(f"wrote {info['path']} (QDQ INT8, {info['weights']}, activations {info['activations']}, "
-          f"{len(calib)} calibration crops, {info['float_nodes']} nodes left in float; "
+          f"{plural(len(calib), 'calibration crop')}, {plural(info['float_nodes'], 'node')} left in float; "
           f"{info['size_float_mb']:.2f} MB -> {info['size_int8_mb']:.2f} MB)")
     print(f"latency batch {cmp_['batch']}, {cmp_['threads']} threads: float {cmp_['float_ms']:.2f} ms, "
           f"INT8 {cmp_['int8_ms']:.2f} ms, speed-up {cmp_['speedup']:.2f}x")
     pck_key = next(k for k in cmp_ if k.startswith("pck@"))
-    print(f"INT8 vs float keypoints on {cmp_['num_crops']} held-out crops ({cmp_['input']} input px): "
+    print(f"INT8 vs float keypoints on {plural(cmp_['num_crops'], 'held-out crop')} ({cmp_['input']} input px): "
           f"mean error {cmp_['mean_kpt_err_px']:.2f} px, median {cmp_['median_kpt_err_px']:.2f} px, "
           f"{pck_key} agreement {100 * cmp_[pck_key]:.1f}% (thr {cmp_['pck_thr_px']:.1f} px)")
     if args.json:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from slimpose.cli_support import parse_hxw
+from slimpose.cli_support import parse_hxw, plural
 from slimpose.codecs import DECODE_METHODS
 from slimpose.errors import DataError, SlimposeError
 from slimpose.inference.outputs import OutputFolder, check_out_folder, drawing_name
@@ -284,7 +284,7 @@ class InferRun:
                                                   .reshape(-1), 3)} for p in people]
             self.frames += 1
             self.people += len(people)
-            line = f"{path.name}: {len(people)} people"
+            line = f"{path.name}: {plural(len(people), 'person', 'people')}"
             if people:
                 line += f", best score {max(p.score for p in people):.2f}"
             if self.draw:
@@ -319,7 +319,7 @@ class InferRun:
                 ok, frame = cap.read()
                 if not ok:
                     if self.kind == "video" and self.frames < total:
-                        self.undecoded = (f"{self.args.source}: SOURCE: only {self.frames} of the {declared} frames "
+                        self.undecoded = (f"{self.args.source}: SOURCE: only {self.frames} of the {plural(declared, 'frame')} "
                                           f"the file declares could be decoded (a damaged or cut-short video); "
                                           f"{self.folder.results_path} holds those {self.frames}, numbered in the "
                                           f"order read")
@@ -362,7 +362,7 @@ class InferRun:
         n = max(self.frames, 1)
         t = self.tracker.timings
         fps = self.frames / seconds if seconds > 0 else 0.0
-        return (f"{self.frames} frames, {self.people} people, {fps:.1f} FPS end to end; per frame: detector "
+        return (f"{plural(self.frames, 'frame')}, {plural(self.people, 'person', 'people')}, {fps:.1f} FPS end to end; per frame: detector "
                 f"{1e3 * t['detector'] / n:.1f} ms ({self.tracker.detector_calls} calls), pose "
                 f"{1e3 * t['pose'] / n:.1f} ms, drawing {1e3 * self.drawing_s / n:.1f} ms")
 
@@ -371,13 +371,13 @@ class InferRun:
         its number, as a shell reports it), skipped images or an undecodable video (1)."""
         lines = []
         if self.unreadable:
-            lines.append(f"{len(self.unreadable)} of {self.total} images could not be read and were skipped: "
+            lines.append(f"{len(self.unreadable)} of {plural(self.total, 'image')} could not be read and were skipped: "
                          f"{', '.join(self.unreadable)}")
         if self.undecoded:
             lines.append(self.undecoded)
         if self.stop.received is not None:
             photos = self.kind in ("image", "folder")
-            done = f"{self.frames} of {self.total} images" if photos else f"{self.frames} frames"
+            done = f"{self.frames} of {plural(self.total, 'image')}" if photos else plural(self.frames, "frame")
             lines.append(f"stopped by {self.stop.received.name} after {done}; {self.folder.results_path} holds "
                          f"their results")
             return 128 + self.stop.received, lines
