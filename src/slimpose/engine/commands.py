@@ -184,9 +184,14 @@ def default_eval_dir(checkpoint: str | Path) -> Path:
 
 
 def _print_metrics(metrics: dict) -> None:
+    """One line per metric; PCK-family figures as percentages (``PCK  65.4%``), the
+    others (COCO AP, AR) as fractions with four decimals, as the JSON keeps them all."""
+    from slimpose.metrics import format_metric, is_pck_metrics
+
+    percent = is_pck_metrics(metrics)
     width = max(map(len, metrics)) if metrics else 0
     for k, v in metrics.items():
-        print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+        print(f"{k:<{width}}  {format_metric(k, v, percent)}")
 
 
 def run_eval(args: argparse.Namespace) -> int:

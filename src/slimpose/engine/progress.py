@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from slimpose.config import TrainConfig
+from slimpose.metrics import format_metric, is_pck_metrics
 
 
 def epochs_left(tc: TrainConfig, stage: int, next_epoch: int) -> int:
@@ -50,7 +51,8 @@ class EpochReport:
             parts.append(f"~{format_duration(self.seconds_left(stage, next_epoch))} left")
         metric = self._metric_key(record)
         if metric:
-            parts.append(f"val {metric[len('val/'):]} {record[metric]:.4f}")
+            name = metric[len("val/"):]
+            parts.append(f"val {name} {format_metric(name, record[metric], is_pck_metrics([metric]))}")
         return "  ".join(parts)
 
     def _metric_key(self, record: dict) -> str | None:
