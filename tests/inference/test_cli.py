@@ -180,3 +180,22 @@ def test_one_photo_one_person_is_counted_in_the_singular(tiny_onnx, coco_folder,
     assert f"{COCO_IMAGES[0]}: 1 person" in printed  # the whole image is the one box
     assert "1 frame, 1 person, " in printed
     assert "1 people" not in printed and "1 frames" not in printed
+
+
+def test_drawn_scores_are_named_and_only_with_draw_scores(tiny_onnx, coco_folder, tmp_path):
+    from types import SimpleNamespace
+
+    from slimpose.inference.commands import box_label
+
+    person = SimpleNamespace(track_id=3, score=0.8712)
+    assert box_label(person, with_id=False, with_score=False) is None
+    assert box_label(person, with_id=False, with_score=True) == "score 0.87"
+    assert box_label(person, with_id=True, with_score=False) == "#3"
+    assert box_label(person, with_id=True, with_score=True) == "#3 score 0.87"
+    drawings = {}
+    for flag in ([], ["--draw-scores"]):
+        out = tmp_path / f"out{len(flag)}"
+        assert main(["infer", str(tiny_onnx), str(coco_folder / COCO_IMAGES[0]), "--out", str(out), "--threads", "1",
+                     *flag]) == 0
+        drawings[bool(flag)] = cv2.imread(str(out / f"{COCO_IMAGES[0]}_pose.jpg")).astype(int)
+    assert np.abs(drawings[True] - drawings[False]).max() > 50  # the label's text is drawn only with the flag

@@ -57,6 +57,9 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
                         "180 px person crossing 120 px/s at 30 fps, frame-to-frame jitter halved)")
     p.add_argument("--show", action="store_true", help="show the drawings in a window (needs a display; q quits)")
     p.add_argument("--no-draw", action="store_true", help="write results.json only")
+    p.add_argument("--draw-scores", action="store_true",
+                   help="label each drawn box with the person's score ('score 0.87'; default: no label on photos, "
+                        "the track id '#3' on videos)")
     p.add_argument("--layout", metavar="NAME", help="refuse a model whose keypoint layout is not NAME (coco, lsp, ...)")
     p.add_argument("--det-score-thr", type=float, default=0.3, help="detector score threshold (default 0.3)")
     p.add_argument("--nms-iou", type=float, default=0.45, help="detector NMS IoU (default 0.45)")
@@ -71,6 +74,14 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
                 "file declares (the frames read are kept); 2 for bad input or options (one line naming the file "
                 "or option); 130 / 143 after Ctrl-C / SIGTERM, which stop the run after the current image or frame "
                 "with its results written (a second one stops at once).")
+
+
+def box_label(person, with_id: bool, with_score: bool) -> str | None:
+    """The text drawn above a person's box: the track id on videos (``#3``), the
+    person's score only with --draw-scores and named (``score 0.87``: a bare number on a
+    picture says nothing), or no text."""
+    parts = ([f"#{person.track_id}"] if with_id else []) + ([f"score {person.score:.2f}"] if with_score else [])
+    return " ".join(parts) or None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -239,8 +250,7 @@ class InferRun:
         t = time.perf_counter()
         canvas = image.copy()
         for p in people:
-            label = f"#{p.track_id}" if with_ids else f"{p.score:.2f}"
-            draw_box(canvas, p.box_xywh, label=label)
+            draw_box(canvas, p.box_xywh, label=box_label(p, with_ids, self.args.draw_scores))
             canvas = draw_pose(canvas, p.keypoints, p.keypoint_scores, self.tracker.pose.layout, thr=self.args.thr,
                                copy=False)
         if self.show:
