@@ -70,3 +70,52 @@ def test_each_example_parses():
             parser.parse_args(shlex.split(example)[2:])
         except (argparse.ArgumentError, SystemExit) as e:
             pytest.fail(f"{example}: {e}")
+
+
+# --out: a command that writes one file takes a file name (an existing folder is refused),
+# one that writes several files takes a folder (an existing file, or a new name with a
+# file's suffix, is refused): one line each, before any work.
+FILE_OUTS = [
+    ["eval", "--checkpoint", "x.pth", "--out", "{dir}"],
+    ["eval", "--ann", "a.json", "--results", "r.json", "--out", "{dir}"],
+    ["export", "lpn_50", "--out", "{dir}"],
+    ["quantize", "m.onnx", "--out", "{dir}", "--calib-images", "imgs"],
+    ["plot", "run", "--out", "{dir}"],
+    ["data", "show", "c.yaml", "--out", "{dir}"],
+    ["data", "convert", "in", "--from", "labelme", "--out", "{dir}"],
+    ["models", "--json", "{dir}"],
+    ["complexity", "lpn_50", "--json", "{dir}"],
+    ["bench", "lpn_50", "--json", "{dir}"],
+    ["weights", "--json", "{dir}"],
+]
+FOLDER_OUTS = [
+    ["infer", "m.onnx", "photo.jpg", "--out", "{file}"],
+    ["data", "synthetic", "--out", "{file}"],
+    ["quickstart", "--out", "{file}"],
+]
+
+
+@pytest.mark.parametrize("argv", FILE_OUTS, ids=lambda a: " ".join(a[:2]))
+def test_a_one_file_out_refuses_a_folder(argv, tmp_path, capsys):
+    from slimpose.cli import main
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert main([a.format(dir=folder) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a folder" in err and "give a file name" in err, err
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", FOLDER_OUTS, ids=lambda a: a[0])
+def test_a_folder_out_refuses_a_file_and_a_file_name(argv, tmp_path, capsys):
+    from slimpose.cli import main
+
+    existing = tmp_path / "existing"
+    existing.write_text("keep")
+    for out, says in ((existing, "is a file"), (tmp_path / "poses.jpg", "looks like a file name"),
+                      (tmp_path / "poses.json", "looks like a file name")):
+        assert main([a.format(file=out) for a in argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err and "give a folder name" in err, err
+    assert existing.read_text() == "keep" and not (tmp_path / "poses.jpg").exists()

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from slimpose.cli_support import (add_int8_arguments, calibration_crops, int8_options, parse_hxw, plural, spread,
+from slimpose.cli_support import (add_int8_arguments, check_file_out, calibration_crops, int8_options, parse_hxw, plural, spread,
                                   write_json)
 from slimpose.codecs import DECODE_METHODS
 from slimpose.deploy.export import DEFAULT_TOLERANCE
@@ -53,6 +53,8 @@ def add_models_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    if args.json:
+        check_file_out(args.json, "models.json", "--json")
     from slimpose.models.registry import get_model_entry, list_models
     from slimpose.weights import list_weights
 
@@ -98,6 +100,8 @@ def add_complexity_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_complexity(args: argparse.Namespace) -> int:
+    if args.json:
+        check_file_out(args.json, "complexity.json", "--json")
     from slimpose.deploy.complexity import complexity_table, format_complexity_table
 
     rows = complexity_table(_resolve_models(args.models, args.all), args.input)
@@ -240,6 +244,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     import os
 
+    if args.json:
+        check_file_out(args.json, "bench.json", "--json")
+
     if args.no_spin:
         if "torch" in sys.modules and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
             print("slimpose bench: torch is already imported; OMP_WAIT_POLICY=PASSIVE cannot take effect",
@@ -296,6 +303,8 @@ def run_quantize(args: argparse.Namespace) -> int:
     if args.num_calib < 1 or args.num_eval < 0:
         raise SlimposeError("--num-calib must be >= 1 and --num-eval >= 0")
     check_onnx_out(args.out, [args.onnx])
+    if args.json:
+        check_file_out(args.json, "quantize.json", "--json")
     crops = calibration_crops(args.onnx, images_dir=args.calib_images, config=args.calib_config,
                               overrides=args.overrides, num=args.num_calib + args.num_eval,
                               data_root=args.data_root)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from slimpose.cli_support import write_json
+from slimpose.cli_support import check_file_out, write_json
 from slimpose.codecs import DECODE_METHODS
 from slimpose.engine.rundir import resume_command
 from slimpose.errors import ConfigError, OutputError
@@ -205,11 +205,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
             if args.layout not in list_layouts():
                 raise ConfigError(f"--layout {args.layout}: unknown; known layouts: {', '.join(list_layouts())}")
+        if args.out:
+            check_file_out(args.out, "metrics.json")
         metrics = evaluate_results_file(args.ann, args.results, layout=args.layout)
         _print_metrics(metrics)
         if args.out:
             write_json(args.out, metrics)
         return 0
+    if args.out:  # the metrics JSON; the predictions go beside it
+        check_file_out(args.out, "metrics.json")
     if args.onnx:
         if args.checkpoint:
             raise ConfigError("give --checkpoint or --onnx, not both")

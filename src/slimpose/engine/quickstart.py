@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from slimpose.cli_support import plural
+from slimpose.cli_support import check_folder_out, plural
 
 QUICKSTART_CONFIG = {
     "model": {"name": "tinypose"},
@@ -85,7 +85,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from slimpose.keypoints import get_layout
 
     start = time.perf_counter()
-    out = Path(args.out)
+    out = check_folder_out(args.out, "quickstart")
     work_dir = out / "train"
     claim_work_dir(work_dir, args.overwrite, f"slimpose train --resume {work_dir}")
     data_dir = out / "data"

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from slimpose.cli_support import parse_hxw, plural
+from slimpose.cli_support import check_folder_out, parse_hxw, plural
 from slimpose.codecs import DECODE_METHODS
 from slimpose.errors import DataError, SlimposeError
 from slimpose.inference.outputs import OutputFolder, check_out_folder, drawing_name
@@ -395,6 +395,7 @@ class InferRun:
 
 
 def run_infer(args: argparse.Namespace) -> int:
+    check_folder_out(args.out, "slimpose_infer")  # results.json, infer_run.json and the drawings
     run = InferRun(args)
     start = time.perf_counter()
     status = "stopped before the end (an error, or a second interrupt)"
