@@ -237,7 +237,8 @@ def test_readme_python_blocks_run(readme_clone):
     if not detector.is_file():
         pytest.skip(f"needs {detector}")
     blocks = python_blocks()
-    assert len(blocks) >= 2 and any("PoseTracker(" in b for b in blocks) and any("OnnxPoseEstimator(" in b for b in blocks)
+    assert len(blocks) >= 2
+    assert any("PoseTracker(" in b for b in blocks) and any("OnnxPoseEstimator(" in b for b in blocks)
     photo = next((SHARED / "data" / "coco-mini" / "val2017").glob("*.jpg"))
     shutil.copy(clone / "lpn50.onnx", clone / "repnet_a.onnx")  # any export does for the estimator lines
     shutil.copy(photo, clone / "photo.jpg")

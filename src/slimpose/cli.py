@@ -35,7 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # One example per command, shown by 'slimpose --help' and at the end of 'slimpose X --help'.
 EXAMPLES: dict[str, str] = {
     "quickstart": "slimpose quickstart --out quickstart",
-    "train": "slimpose train configs/tinypose_synthetic_128x96.yaml --work-dir work_dirs/tinypose --set train.epochs=10",
+    "train": "slimpose train configs/tinypose_synthetic_128x96.yaml --work-dir work_dirs/tinypose "
+             "--set train.epochs=10",
     "eval": "slimpose eval --checkpoint work_dirs/tinypose/best.pth --out eval_tinypose/metrics.json",
     "plot": "slimpose plot work_dirs/tinypose --out tinypose_curves.png",
     "data": "slimpose data synthetic --out data/synthetic --num-train 600 --num-val 100",

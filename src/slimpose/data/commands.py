@@ -40,7 +40,8 @@ def run_data(args: argparse.Namespace) -> int:
         check_folder_out(args.out, "data/synthetic")
         start = time.perf_counter()
         paths = generate_synthetic_coco(args.out, args.num_train, args.num_val, args.seed, tuple(args.size))
-        print(f"wrote {plural(args.num_train + args.num_val, 'image')} ({args.num_train} train, {args.num_val} val) in {time.perf_counter() - start:.1f} s")
+        print(f"wrote {plural(args.num_train + args.num_val, 'image')} ({args.num_train} train, {args.num_val} val) "
+              f"in {time.perf_counter() - start:.1f} s")
         for key in ("train_ann", "train_images", "val_ann", "val_images"):
             print(f"  {key}: {paths[key]}")
         return 0

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from slimpose.cli_support import (add_int8_arguments, check_file_out, calibration_crops, int8_options, parse_hxw, plural, spread,
-                                  write_json)
+from slimpose.cli_support import (add_int8_arguments, calibration_crops, check_file_out, int8_options, parse_hxw,
+                                  plural, spread, write_json)
 from slimpose.codecs import DECODE_METHODS
 from slimpose.deploy.export import DEFAULT_TOLERANCE
 from slimpose.errors import SlimposeError

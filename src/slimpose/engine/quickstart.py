@@ -89,7 +89,8 @@ def run_quickstart(args: argparse.Namespace) -> int:
     work_dir = out / "train"
     claim_work_dir(work_dir, args.overwrite, f"slimpose train --resume {work_dir}")
     data_dir = out / "data"
-    print(f"[1/4] generating {plural(args.num_train + args.num_val, 'synthetic image')} ({args.num_train} train, {args.num_val} val) in {data_dir}")
+    print(f"[1/4] generating {plural(args.num_train + args.num_val, 'synthetic image')} "
+          f"({args.num_train} train, {args.num_val} val) in {data_dir}")
     paths = generate_synthetic_coco(data_dir, args.num_train, args.num_val, args.seed)
     overrides = [
         f"data.train.ann_file={paths['train_ann']}", f"data.train.img_dir={paths['train_images']}",

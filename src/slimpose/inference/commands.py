@@ -329,7 +329,8 @@ class InferRun:
                 ok, frame = cap.read()
                 if not ok:
                     if self.kind == "video" and self.frames < total:
-                        self.undecoded = (f"{self.args.source}: SOURCE: only {self.frames} of the {plural(declared, 'frame')} "
+                        self.undecoded = (f"{self.args.source}: SOURCE: only {self.frames} of the "
+                                          f"{plural(declared, 'frame')} "
                                           f"the file declares could be decoded (a damaged or cut-short video); "
                                           f"{self.folder.results_path} holds those {self.frames}, numbered in the "
                                           f"order read")
@@ -372,7 +373,8 @@ class InferRun:
         n = max(self.frames, 1)
         t = self.tracker.timings
         fps = self.frames / seconds if seconds > 0 else 0.0
-        return (f"{plural(self.frames, 'frame')}, {plural(self.people, 'person', 'people')}, {fps:.1f} FPS end to end; per frame: detector "
+        return (f"{plural(self.frames, 'frame')}, {plural(self.people, 'person', 'people')}, {fps:.1f} FPS end to "
+                f"end; per frame: detector "
                 f"{1e3 * t['detector'] / n:.1f} ms ({self.tracker.detector_calls} calls), pose "
                 f"{1e3 * t['pose'] / n:.1f} ms, drawing {1e3 * self.drawing_s / n:.1f} ms")
 

@@ -58,7 +58,8 @@ class PoseTracker:
     """People in photos and video frames from a pose model and a person detector.
 
     ``pose_model``: an :class:`~slimpose.deploy.runtime.OnnxPoseEstimator`, the path of
-    an exported ONNX file, or a shipped weight's name (``"lpn_50_lsp_192x144"``). ``detector``: any ``(image, image_id) -> (boxes xyxy, scores)``
+    an exported ONNX file, or a shipped weight's name (``"lpn_50_lsp_192x144"``).
+    ``detector``: any ``(image, image_id) -> (boxes xyxy, scores)``
     (see :mod:`slimpose.inference.detectors`); None = the whole image.
 
     ``estimate(image)`` handles one photo and keeps no state. Calling the tracker on
