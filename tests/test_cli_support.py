@@ -50,3 +50,11 @@ def test_shared_option_helpers():
     assert int8_options(p.parse_args(["--per-tensor", "--keep-float", "/stem/", "--full-range"])) == {
         "per_channel": False, "calibrate_method": "minmax", "keep_float": ("/stem/",), "float_attention": True,
         "reduce_range": False}
+
+
+def test_plural():
+    from slimpose.cli_support import plural
+
+    assert plural(1, "person", "people") == "1 person"
+    assert plural(0, "person", "people") == "0 people"
+    assert plural(2, "image") == "2 images" and plural(1, "image") == "1 image"

@@ -217,3 +217,49 @@ def test_readme_deploy_commands_run(readme_clone):
     assert {args[0] for args, _ in slow} == set(SLOW_COMMANDS)
     for args, line in slow:
         run_in(clone, args, line)
+
+
+def python_blocks(text: str = README) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_python_blocks_run(readme_clone):
+    """Each ```python block runs, in order, in the scratch clone after the commands (which
+    exported lpn50.onnx there). The files a block names that no command makes are put in
+    place first: the exported model under the name the block uses, a photo, a short video
+    and the detector file from ../shared."""
+    import shutil
+
+    import cv2
+
+    clone, _ = readme_clone
+    detector = SHARED / "models" / "yolox_nano_416x416.onnx"
+    if not detector.is_file():
+        pytest.skip(f"needs {detector}")
+    blocks = python_blocks()
+    assert len(blocks) >= 2
+    assert any("PoseTracker(" in b for b in blocks) and any("OnnxPoseEstimator(" in b for b in blocks)
+    photo = next((SHARED / "data" / "coco-mini" / "val2017").glob("*.jpg"))
+    shutil.copy(clone / "lpn50.onnx", clone / "repnet_a.onnx")  # any export does for the estimator lines
+    shutil.copy(photo, clone / "photo.jpg")
+    (clone / "yolox_nano_416x416.onnx").unlink(missing_ok=True)
+    (clone / "yolox_nano_416x416.onnx").symlink_to(detector)
+    frame = cv2.resize(cv2.imread(str(photo)), (320, 240))
+    writer = cv2.VideoWriter(str(clone / "walk.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    cwd = Path.cwd()
+    os.chdir(clone)
+    try:
+        namespaces = []
+        for i, block in enumerate(blocks):
+            namespace: dict = {"__name__": f"readme_block_{i}"}
+            exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
+            namespaces.append(namespace)
+    finally:
+        os.chdir(cwd)
+    estimate = next(ns for ns in namespaces if "estimator" in ns)
+    assert estimate["keypoints"].shape == (1, 17, 2) and estimate["lsp"].layout.name == "lsp"
+    track = next(ns for ns in namespaces if "video" in ns)
+    assert track["video"].frame_index == 3 and track["video"].pose.layout.name == "lsp"

@@ -114,7 +114,7 @@ def test_infer_runs_a_shipped_weight_without_torch(no_torch_env, tmp_path):
     out = tmp_path / "out"
     proc = slimpose(no_torch_env, "infer", WEIGHT.name, image, "--out", out, "--threads", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "photo.png: 1 people" in proc.stdout and f"wrote {out / 'results.json'}" in proc.stdout
+    assert "photo.png: 1 person," in proc.stdout and f"wrote {out / 'results.json'}" in proc.stdout
     (result,) = json.loads((out / "results.json").read_text())
     assert result["image_id"] == "photo.png" and len(result["keypoints"]) == 14 * 3
     assert (out / "photo.png_pose.jpg").is_file()

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slimpose.errors import SlimposeError
+from slimpose.errors import OutputError, SlimposeError
 from slimpose.io import write_json_atomic
 
 if TYPE_CHECKING:
@@ -26,6 +26,44 @@ _HXW = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 def write_json(path: str | Path, data) -> None:
     """Write a command's result file, creating its folder; all or nothing."""
     write_json_atomic(path, data)
+
+
+def plural(n: int, singular: str, plural_: str | None = None) -> str:
+    """``n`` and the noun that fits it: plural(1, "person", "people") -> '1 person',
+    plural(3, "image") -> '3 images'."""
+    return f"{n} {singular if n == 1 else (plural_ or singular + 's')}"
+
+
+# What a single output file is named like; a folder --out with one of these suffixes
+# (``infer --out poses.jpg``) was meant as a file and is refused.
+FILE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif",
+                 ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+                 ".json", ".jsonl", ".onnx", ".pth", ".pt", ".csv", ".txt", ".yaml", ".yml", ".pdf", ".svg")
+
+
+def check_file_out(path: str | Path, example: str, option: str = "--out") -> Path:
+    """Refuse, in one line, an ``option`` for a command that writes one file when it is
+    an existing folder (or ends in a slash); ``example`` is a file name to suggest."""
+    text = str(path)
+    out = Path(path)
+    if out.is_dir() or text.endswith(("/", "\\")):
+        raise OutputError(f"{option} {text}: is a folder; this command writes one file: give a file name, "
+                          f"e.g. {out / example}")
+    return out
+
+
+def check_folder_out(path: str | Path, example: str, option: str = "--out") -> Path:
+    """Refuse, in one line, an ``option`` for a command that writes several files (a
+    folder) when it is an existing file, or a new name with a file's suffix (``.jpg``,
+    ``.mp4``, ``.json``, ...); ``example`` is a folder name to suggest."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{option} {path}: is a file; this command writes several files into a folder: give a "
+                          f"folder name, e.g. {example}")
+    if not out.exists() and out.suffix.lower() in FILE_SUFFIXES:
+        raise OutputError(f"{option} {path}: looks like a file name; this command writes several files into a "
+                          f"folder: give a folder name, e.g. {out.with_suffix('')}")
+    return out
 
 
 def parse_hxw(text: str) -> tuple[int, int]:

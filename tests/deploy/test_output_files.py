@@ -106,7 +106,7 @@ def test_export_to_a_directory_is_refused(tmp_path, checkpoint):
     folder = tmp_path / "exports"
     folder.mkdir()
     result = _slimpose("export", "tinypose", "--checkpoint", checkpoint, "--out", folder, "--no-check")
-    _assert_refused(result, str(folder), "is a directory")
+    _assert_refused(result, str(folder), "is a folder")
     assert list(folder.iterdir()) == []
 
 
@@ -137,7 +137,7 @@ def test_quantize_over_a_file_that_is_not_onnx_is_refused(tmp_path, float_onnx, 
 def test_quantize_to_a_directory_is_refused(float_onnx, calib_images):
     result = _slimpose("quantize", float_onnx, "--out", calib_images, "--calib-images", calib_images,
                        "--num-calib", 1)
-    _assert_refused(result, str(calib_images), "is a directory")
+    _assert_refused(result, str(calib_images), "is a folder")
     assert sorted(p.name for p in calib_images.iterdir()) == ["0.png", "1.png"]
 
 
@@ -165,7 +165,7 @@ def test_export_onnx_refuses_its_own_checkpoint_in_any_spelling(tmp_path, checkp
 
 
 def test_export_onnx_refuses_a_directory_and_replaces_an_onnx_file(tmp_path, float_onnx):
-    with pytest.raises(OutputError, match="is a directory"):
+    with pytest.raises(OutputError, match="is a folder"):
         export_onnx(_tiny_model(), tmp_path, SIZE, COCO17, check=False)
     before = float_onnx.read_bytes()
     export_onnx(_tiny_model(), float_onnx, SIZE, COCO17, check=False, decode="dark", model_kwargs=TINY)

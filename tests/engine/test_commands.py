@@ -131,7 +131,7 @@ def test_epoch_report_counts_later_stages_and_caps_by_the_budget():
     report.start -= 30  # 30 s into the run after one epoch: 9 epochs would take 270 s, the budget leaves 30
     line = report.line({"epoch": 1, "loss": 0.00123, "lr": 1e-3, "images_per_s": 123.4, "epoch_seconds": 30.0,
                         "val/PCK": 0.5, "val/PCK@0.1": 0.2}, 0, 1)
-    assert line == "epoch 1/10  loss 0.00123  lr 1.00e-03  123 img/s  30 s/epoch  ~30 s left  val PCK 0.5000"
+    assert line == "epoch 1/10  loss 0.00123  lr 1.00e-03  123 img/s  30 s/epoch  ~30 s left  val PCK 50.0%"
 
 
 def test_eval_without_out_writes_into_the_current_directory(config_file, tmp_path, monkeypatch, capsys):
@@ -167,3 +167,15 @@ def test_quickstart_refuses_to_mix_into_a_previous_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "already holds a run (log.jsonl)" in err and "--overwrite" in err
     assert not (tmp_path / "qs" / "data").exists()  # refused before generating anything
+
+
+def test_eval_prints_pck_figures_as_percentages_and_ap_as_fractions(capsys):
+    from slimpose.engine.commands import _print_metrics
+
+    _print_metrics({"Head": 0.9, "PCK": 0.65384, "PCK@0.1": 0.2, "eval_seconds": 1.5})
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["PCK", "65.4%"] in lines and ["PCK@0.1", "20.0%"] in lines and ["Head", "90.0%"] in lines
+    assert ["eval_seconds", "1.5"] in lines
+    _print_metrics({"AP": 0.15123, "AR": 0.18})
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["AP", "0.1512"] in lines[-2:] and ["AR", "0.1800"] in lines[-2:]

@@ -379,3 +379,17 @@ def test_configs_of_the_previous_version_move_the_heads_fields_to_model_head(syn
                               "refit_crops": 4000}  # values at their defaults are dropped
     assert not hasattr(cfg.train, "head_refit_crops")
     assert config_from_dict(small_config(synth, head_refit_crops=0)).model.head == {}
+
+
+def test_without_a_terminal_training_prints_plain_progress_lines(synth, tmp_path, monkeypatch, capsys):
+    from slimpose.engine import progress
+
+    monkeypatch.setattr(progress, "PLAIN_PROGRESS_SECONDS", 0.0)
+    cfg = small_config(synth, epochs=1, val_interval=0)
+    cfg["data"]["batch_size"] = 4  # 12 images: 3 iterations
+    Trainer(config_from_dict(cfg), tmp_path).fit()
+    captured = capsys.readouterr()  # pytest's capture: stderr is no terminal, so no tqdm bar
+    lines = [line.strip() for line in captured.out.splitlines() if "iteration " in line]
+    assert len(lines) >= 1, captured.out
+    assert lines[0].startswith("epoch 1/1  iteration 1/") and " loss " in lines[0] and lines[0].endswith(" img/s")
+    assert not any(line.startswith(f"epoch 1/1  iteration {n}/{n} ") for line in lines for n in range(2, 9))

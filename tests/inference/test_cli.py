@@ -5,6 +5,7 @@ and named, and no torch anywhere on the path."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_photos_give_coco_results_that_eval_scores(tiny_onnx, coco_folder, tmp_p
     assert main(["infer", str(tiny_onnx), str(coco_folder), "--detector", f"boxes:{boxes}", "--out", str(out),
                  "--threads", "1", "--flip"]) == 0
     printed = capsys.readouterr().out
-    assert "000000343803.jpg: " in printed and " people" in printed  # per-image summary
+    assert re.search(r"000000343803\.jpg: \d+ (person|people)\b", printed)  # per-image summary
     assert "2 frames" in printed and "FPS" in printed and "detector" in printed and "drawing" in printed
     results = json.loads((out / "results.json").read_text())
     assert {r["image_id"] for r in results} == {343803, 350679}
@@ -169,3 +170,32 @@ def test_show_without_a_display_says_so_and_still_writes_results(tiny_onnx, coco
     assert "no display here; --show ignored" in capsys.readouterr().err
     assert len(json.loads((out / "results.json").read_text())) == 1
     assert (out / "000000343803.jpg_pose.jpg").is_file()  # --show implies drawing, kept on disk
+
+
+def test_one_photo_one_person_is_counted_in_the_singular(tiny_onnx, coco_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["infer", str(tiny_onnx), str(coco_folder / COCO_IMAGES[0]), "--out", str(out), "--threads", "1",
+                 "--no-draw"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{COCO_IMAGES[0]}: 1 person" in printed  # the whole image is the one box
+    assert "1 frame, 1 person, " in printed
+    assert "1 people" not in printed and "1 frames" not in printed
+
+
+def test_drawn_scores_are_named_and_only_with_draw_scores(tiny_onnx, coco_folder, tmp_path):
+    from types import SimpleNamespace
+
+    from slimpose.inference.commands import box_label
+
+    person = SimpleNamespace(track_id=3, score=0.8712)
+    assert box_label(person, with_id=False, with_score=False) is None
+    assert box_label(person, with_id=False, with_score=True) == "score 0.87"
+    assert box_label(person, with_id=True, with_score=False) == "#3"
+    assert box_label(person, with_id=True, with_score=True) == "#3 score 0.87"
+    drawings = {}
+    for flag in ([], ["--draw-scores"]):
+        out = tmp_path / f"out{len(flag)}"
+        assert main(["infer", str(tiny_onnx), str(coco_folder / COCO_IMAGES[0]), "--out", str(out), "--threads", "1",
+                     *flag]) == 0
+        drawings[bool(flag)] = cv2.imread(str(out / f"{COCO_IMAGES[0]}_pose.jpg")).astype(int)
+    assert np.abs(drawings[True] - drawings[False]).max() > 50  # the label's text is drawn only with the flag

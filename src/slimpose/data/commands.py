@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from slimpose.cli_support import check_file_out, check_folder_out, plural
+
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     from slimpose.config import add_data_root_argument
@@ -35,9 +37,11 @@ def run_data(args: argparse.Namespace) -> int:
 
         if args.num_train < 0 or args.num_val < 0:
             raise SystemExit("slimpose data synthetic: --num-train and --num-val must be >= 0")
+        check_folder_out(args.out, "data/synthetic")
         start = time.perf_counter()
         paths = generate_synthetic_coco(args.out, args.num_train, args.num_val, args.seed, tuple(args.size))
-        print(f"wrote {args.num_train} train + {args.num_val} val images in {time.perf_counter() - start:.1f} s")
+        print(f"wrote {plural(args.num_train + args.num_val, 'image')} ({args.num_train} train, {args.num_val} val) "
+              f"in {time.perf_counter() - start:.1f} s")
         for key in ("train_ann", "train_images", "val_ann", "val_images"):
             print(f"  {key}: {paths[key]}")
         return 0
@@ -45,8 +49,9 @@ def run_data(args: argparse.Namespace) -> int:
         from slimpose.config import load_config
         from slimpose.data.show import show
 
-        cfg = load_config(args.config, args.set, args.data_root)
         out = args.out or f"data_show_{args.split}.png"
+        check_file_out(out, f"data_show_{args.split}.png")
+        cfg = load_config(args.config, args.set, args.data_root)
         path = show(cfg, args.split, args.num, out, args.seed)
         print(f"wrote {path}")
         return 0
@@ -79,6 +84,7 @@ def _add_convert_arguments(sub) -> None:
 def _run_convert(args: argparse.Namespace) -> int:
     from slimpose.data.convert import convert, summary
 
+    check_file_out(args.out, "person_keypoints.json")
     data = convert(args.fmt, args.input, args.out, args.keypoints, args.skeleton, args.overwrite)
     print(summary(data, args.fmt, args.input, args.out))
     return 0

@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from slimpose.cli_support import add_int8_arguments, calibration_crops, int8_options, parse_hxw, spread, write_json
+from slimpose.cli_support import (add_int8_arguments, calibration_crops, check_file_out, int8_options, parse_hxw,
+                                  plural, spread, write_json)
 from slimpose.codecs import DECODE_METHODS
 from slimpose.deploy.export import DEFAULT_TOLERANCE
 from slimpose.errors import SlimposeError
@@ -52,21 +53,35 @@ def add_models_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    if args.json:
+        check_file_out(args.json, "models.json", "--json")
     from slimpose.models.registry import get_model_entry, list_models
+    from slimpose.weights import list_weights
 
+    shipped: dict[str, list[str]] = {}
+    for w in list_weights():
+        shipped.setdefault(w.model, []).append(w.name)
+    names = list_models()
+    width = max([len("model"), *map(len, names)])
+    wwidth = max([len("shipped weights"), *(len(", ".join(v)) for v in shipped.values())])
     out = []
-    print(f"{'model':<16} {'output':<10} paper figures (params M / GMACs 1e9 @ input, K, form)")
-    for name in list_models():
+    print(f"{'model':<{width}} {'output':<10} {'shipped weights':<{wwidth}} "
+          f"paper figures (params M / GMACs 1e9 @ input, K, form)")
+    for name in names:
         e = get_model_entry(name)
         figs = [{"params_m": p.params_m, "gmacs": p.gmacs, "input": f"{p.input_size[0]}x{p.input_size[1]}",
                  "num_joints": p.num_joints, "form": p.form} for p in e.paper]
         text = "; ".join(f"{f['params_m']}M / {f['gmacs'] if f['gmacs'] is not None else '-'} @ {f['input']}, "
                          f"K={f['num_joints']}, {f['form']}" for f in figs) or "-"
-        print(f"{name:<16} {e.output_kind:<10} {text}")
+        weights = ", ".join(shipped.get(name, [])) or "-"
+        print(f"{name:<{width}} {e.output_kind:<10} {weights:<{wwidth}} {text}")
         if e.description:
-            print(f"{'':<16} {'':<10} {e.description}")
+            print(f"{'':<{width}} {'':<10} {'':<{wwidth}} {e.description}")
         out.append({"model": name, "output_kind": e.output_kind, "description": e.description,
-                    "tolerance": e.tolerance, "paper": figs})
+                    "tolerance": e.tolerance, "paper": figs, "shipped_weights": shipped.get(name, [])})
+    if shipped:
+        print(f"\nshipped weights (trained, usable by name; 'slimpose weights' lists them): "
+              f"{', '.join(n for v in shipped.values() for n in v)}")
     if args.json:
         write_json(args.json, out)
     return 0
@@ -85,6 +100,8 @@ def add_complexity_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_complexity(args: argparse.Namespace) -> int:
+    if args.json:
+        check_file_out(args.json, "complexity.json", "--json")
     from slimpose.deploy.complexity import complexity_table, format_complexity_table
 
     rows = complexity_table(_resolve_models(args.models, args.all), args.input)
@@ -195,7 +212,7 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"max abs diff ONNX Runtime vs PyTorch (deployed): random inputs {res['max_abs_diff_random']:.3g} "
               f"(outputs up to {res['max_abs_output_random']:.3g}; tolerance {res['tolerance']:g} x max(1, output))")
         if res["max_abs_diff_real"] is not None:
-            print(f"max abs diff on {len(real)} real crops: {res['max_abs_diff_real']:.3g} "
+            print(f"max abs diff on {plural(len(real), 'real crop')}: {res['max_abs_diff_real']:.3g} "
                   f"(outputs up to {res['max_abs_output_real']:.3g})")
     return 0
 
@@ -226,6 +243,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     import os
+
+    if args.json:
+        check_file_out(args.json, "bench.json", "--json")
 
     if args.no_spin:
         if "torch" in sys.modules and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
@@ -285,6 +305,8 @@ def run_quantize(args: argparse.Namespace) -> int:
     if args.num_calib < 1 or args.num_eval < 0:
         raise SlimposeError("--num-calib must be >= 1 and --num-eval >= 0")
     check_onnx_out(args.out, [args.onnx])
+    if args.json:
+        check_file_out(args.json, "quantize.json", "--json")
     crops = calibration_crops(args.onnx, images_dir=args.calib_images, config=args.calib_config,
                               overrides=args.overrides, num=args.num_calib + args.num_eval,
                               data_root=args.data_root)
@@ -299,12 +321,12 @@ def run_quantize(args: argparse.Namespace) -> int:
     info = quantize_int8(args.onnx, args.out, calib, **int8_options(args))
     cmp_ = compare_int8(args.onnx, args.out, held, threads=args.threads)
     print(f"wrote {info['path']} (QDQ INT8, {info['weights']}, activations {info['activations']}, "
-          f"{len(calib)} calibration crops, {info['float_nodes']} nodes left in float; "
+          f"{plural(len(calib), 'calibration crop')}, {plural(info['float_nodes'], 'node')} left in float; "
           f"{info['size_float_mb']:.2f} MB -> {info['size_int8_mb']:.2f} MB)")
     print(f"latency batch {cmp_['batch']}, {cmp_['threads']} threads: float {cmp_['float_ms']:.2f} ms, "
           f"INT8 {cmp_['int8_ms']:.2f} ms, speed-up {cmp_['speedup']:.2f}x")
     pck_key = next(k for k in cmp_ if k.startswith("pck@"))
-    print(f"INT8 vs float keypoints on {cmp_['num_crops']} held-out crops ({cmp_['input']} input px): "
+    print(f"INT8 vs float keypoints on {plural(cmp_['num_crops'], 'held-out crop')} ({cmp_['input']} input px): "
           f"mean error {cmp_['mean_kpt_err_px']:.2f} px, median {cmp_['median_kpt_err_px']:.2f} px, "
           f"{pck_key} agreement {100 * cmp_[pck_key]:.1f}% (thr {cmp_['pck_thr_px']:.1f} px)")
     if args.json:

@@ -69,7 +69,8 @@ def check_onnx_output(out: str | Path, inputs: Sequence[str | Path | None] = (),
     out = Path(out)
     shown = f"{name} {out}" if name else str(out)
     if out.is_dir():
-        raise OutputError(f"{shown}: is a directory; give a file name, e.g. {out / 'model.onnx'}")
+        raise OutputError(f"{shown}: is a folder; this command writes one file: give a file name, "
+                          f"e.g. {out / 'model.onnx'}")
     folder = next(p for p in out.absolute().parents if p.exists())
     if not folder.is_dir():
         raise OutputError(f"{shown}: {folder} is a file, not a folder")

@@ -3,8 +3,8 @@
 Only numpy, OpenCV, onnxruntime and torch-free slimpose modules (keypoints, codecs,
 data.transforms, data.base) are imported: this is what a CPU or edge user deploys.
 
-    est = OnnxPoseEstimator("lpn_50.onnx", threads=2)
-    keypoints, scores = est(image_bgr, boxes_xywh)   # (N, K, 2) image px, (N, K)
+    est = OnnxPoseEstimator("lpn_50.onnx", threads=2)     # or a shipped weight name
+    keypoints, scores = est(image_bgr, boxes_xyxy=boxes)   # (N, K, 2) image px, (N, K)
 """
 
 from __future__ import annotations
@@ -348,8 +348,16 @@ def make_session(onnx_path: str | Path, providers=None, threads: int | None = No
 class OnnxPoseEstimator:
     """Top-down pose estimation with a slimpose ONNX export; numpy + OpenCV + onnxruntime.
 
-    ``__call__(image_bgr, boxes_xywh=None, flip=False)`` → keypoints (N, K, 2) in image
-    pixels and scores (N, K). ``boxes_xywh`` (N, 4); None = the whole image is one box.
+    ``onnx_path``: an exported ONNX file, or a shipped weight's name (``slimpose weights``
+    lists them; checked against its manifest's sha256 first, as :meth:`from_pretrained`).
+
+    ``__call__(image_bgr, boxes_xyxy=..., flip=False)`` → keypoints (N, K, 2) in image
+    pixels and scores (N, K). Person boxes (N, 4) are given by keyword, in either form:
+    ``boxes_xyxy=`` (corners x1, y1, x2, y2: what the detectors and ``Person.box`` give;
+    the primary convention) or ``boxes_xywh=`` (x, y, width, height: COCO's ``bbox``).
+    Neither = the whole image is one box. A positional second argument is read as
+    ``boxes_xywh``, as before ``boxes_xyxy`` existed, so older code keeps its meaning;
+    new code names the form.
     ``decode`` overrides the heatmap decoding stored in the file (one of
     :data:`slimpose.codecs.DECODE_METHODS`; coordinate models have none). ``metadata`` is the file's validated
     :class:`PoseModelMetadata`.
@@ -358,6 +366,10 @@ class OnnxPoseEstimator:
     def __init__(self, onnx_path: str | Path, providers=None, threads: int | None = None,
                  decode: str | None = None):
         self.path = Path(onnx_path)
+        if not self.path.is_file() and not self.path.suffix and len(self.path.parts) == 1:
+            from slimpose.weights import resolve_model_file  # a shipped weight's name
+
+            self.path = resolve_model_file(onnx_path)
         self.session = make_session(self.path, providers, threads)
         self.metadata = _metadata_of(self.session, self.path, decode)
         self.codec = self.metadata.codec
@@ -429,8 +441,14 @@ class OnnxPoseEstimator:
         """Raw outputs → keypoints (N, K, 2) in input-crop pixels, scores (N, K)."""
         return self.codec.decode(outputs)
 
-    def __call__(self, image_bgr: np.ndarray, boxes_xywh=None, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, image_bgr: np.ndarray, boxes_xywh=None, flip: bool = False, *,
+                 boxes_xyxy=None) -> tuple[np.ndarray, np.ndarray]:
         k = self.layout.num_keypoints
+        if boxes_xyxy is not None:
+            if boxes_xywh is not None:
+                raise ValueError("give boxes_xyxy or boxes_xywh, not both")
+            corners = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+            boxes_xywh = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1)
         if boxes_xywh is not None and np.asarray(boxes_xywh).size == 0:
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         x, centers, scales = self.preprocess(image_bgr, boxes_xywh)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from slimpose.cli_support import write_json
+from slimpose.cli_support import check_file_out, write_json
 from slimpose.codecs import DECODE_METHODS
 from slimpose.engine.rundir import resume_command
 from slimpose.errors import ConfigError, OutputError
@@ -184,9 +184,14 @@ def default_eval_dir(checkpoint: str | Path) -> Path:
 
 
 def _print_metrics(metrics: dict) -> None:
+    """One line per metric; PCK-family figures as percentages (``PCK  65.4%``), the
+    others (COCO AP, AR) as fractions with four decimals, as the JSON keeps them all."""
+    from slimpose.metrics import format_metric, is_pck_metrics
+
+    percent = is_pck_metrics(metrics)
     width = max(map(len, metrics)) if metrics else 0
     for k, v in metrics.items():
-        print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+        print(f"{k:<{width}}  {format_metric(k, v, percent)}")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -200,11 +205,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
             if args.layout not in list_layouts():
                 raise ConfigError(f"--layout {args.layout}: unknown; known layouts: {', '.join(list_layouts())}")
+        if args.out:
+            check_file_out(args.out, "metrics.json")
         metrics = evaluate_results_file(args.ann, args.results, layout=args.layout)
         _print_metrics(metrics)
         if args.out:
             write_json(args.out, metrics)
         return 0
+    if args.out:  # the metrics JSON; the predictions go beside it
+        check_file_out(args.out, "metrics.json")
     if args.onnx:
         if args.checkpoint:
             raise ConfigError("give --checkpoint or --onnx, not both")

@@ -91,7 +91,8 @@ def evaluate(
         kpts, scores = kpts[first], scores[first]
         broken = int((~np.isfinite(kpts).all(axis=(1, 2)) | ~np.isfinite(scores).all(axis=1)).sum())
         if broken:
-            outcome = f"the model predicts non-finite keypoints for {broken} of {len(idx)} persons: its weights diverged"
+            outcome = (f"the model predicts non-finite keypoints for {broken} of {len(idx)} "
+                       f"person{'' if len(idx) == 1 else 's'}: its weights diverged")
         else:
             if out_dir is not None:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -171,6 +171,9 @@ def _save(plt, fig, out: Path) -> Path:
 
 
 def run_plot(args: argparse.Namespace) -> int:
+    if args.out and (Path(args.out).is_dir() or args.out.endswith("/")):  # (the engine layer: no cli_support)
+        raise SlimposeError(f"--out {args.out}: is a folder; this command writes one file: give a file name, "
+                            f"e.g. {Path(args.out) / 'curves.png'}")
     if args.tradeoff:
         if args.run_dir:
             raise SlimposeError("give a RUN_DIR or --tradeoff ROWS.json, not both")

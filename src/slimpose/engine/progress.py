@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from slimpose.config import TrainConfig
+from slimpose.metrics import format_metric, is_pck_metrics
 
 
 def epochs_left(tc: TrainConfig, stage: int, next_epoch: int) -> int:
@@ -50,7 +51,8 @@ class EpochReport:
             parts.append(f"~{format_duration(self.seconds_left(stage, next_epoch))} left")
         metric = self._metric_key(record)
         if metric:
-            parts.append(f"val {metric[len('val/'):]} {record[metric]:.4f}")
+            name = metric[len("val/"):]
+            parts.append(f"val {name} {format_metric(name, record[metric], is_pck_metrics([metric]))}")
         return "  ".join(parts)
 
     def _metric_key(self, record: dict) -> str | None:
@@ -58,3 +60,28 @@ class EpochReport:
         if main in record:
             return main
         return next((k for k in record if k.startswith("val/") and isinstance(record[k], float)), None)
+
+
+# Seconds between in-epoch progress lines when there is no progress bar (stderr not a
+# terminal: output redirected to a file or a pipe, a batch job). Tests set it to 0.
+PLAIN_PROGRESS_SECONDS = 30.0
+
+
+class PlainProgress:
+    """In-epoch progress for a log file: ``  epoch 3/35  iteration 120/400  loss 0.00123
+    41 img/s`` at most every :data:`PLAIN_PROGRESS_SECONDS` (none for an epoch's last
+    iteration: the epoch line follows). ``enabled`` False (a terminal shows the tqdm bar,
+    or not the main process) prints nothing."""
+
+    def __init__(self, label: str, total: int, enabled: bool):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.last = time.perf_counter()
+
+    def update(self, done: int, loss: float, images_per_s: float) -> None:
+        if not self.enabled or done >= self.total:
+            return
+        now = time.perf_counter()
+        if now - self.last >= PLAIN_PROGRESS_SECONDS:
+            self.last = now
+            print(f"  {self.label}  iteration {done}/{self.total}  loss {loss:.4g}  {images_per_s:.0f} img/s",
+                  flush=True)

@@ -11,6 +11,8 @@ import json
 import time
 from pathlib import Path
 
+from slimpose.cli_support import check_folder_out, plural
+
 QUICKSTART_CONFIG = {
     "model": {"name": "tinypose"},
     "data": {
@@ -83,11 +85,12 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from slimpose.keypoints import get_layout
 
     start = time.perf_counter()
-    out = Path(args.out)
+    out = check_folder_out(args.out, "quickstart")
     work_dir = out / "train"
     claim_work_dir(work_dir, args.overwrite, f"slimpose train --resume {work_dir}")
     data_dir = out / "data"
-    print(f"[1/4] generating {args.num_train} + {args.num_val} synthetic images in {data_dir}")
+    print(f"[1/4] generating {plural(args.num_train + args.num_val, 'synthetic image')} "
+          f"({args.num_train} train, {args.num_val} val) in {data_dir}")
     paths = generate_synthetic_coco(data_dir, args.num_train, args.num_val, args.seed)
     overrides = [
         f"data.train.ann_file={paths['train_ann']}", f"data.train.img_dir={paths['train_images']}",
@@ -98,7 +101,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     cfg = config_from_dict(QUICKSTART_CONFIG, overrides + list(args.set), source="quickstart config")
     print(f"[2/4] training {cfg.model.name} at {cfg.data.input_size[0]}x{cfg.data.input_size[1]} for "
-          f"{cfg.train.epochs} epochs (checkpoints and log in {work_dir})")
+          f"{plural(cfg.train.epochs, 'epoch')} (checkpoints and log in {work_dir})")
     summary = Trainer(cfg, work_dir).fit()
     print("[3/4] the final model was evaluated on the synthetic validation set (COCO OKS AP, flip test)")
     metrics = dict(summary["metrics"])

@@ -28,7 +28,7 @@ from slimpose.engine.distributed import (DistInfo, barrier, broadcast_buffers, i
                                         shutdown_distributed)
 from slimpose.engine.divergence import LossWatch, non_finite_weights
 from slimpose.engine.evaluate import evaluate
-from slimpose.engine.progress import EpochReport
+from slimpose.engine.progress import EpochReport, PlainProgress
 from slimpose.engine.rundir import (claim_work_dir, copy_last_checkpoint, keep_previous_config_file, locked_work_dir,
                                     restore_run_files, resume_command, write_log)
 from slimpose.errors import ConfigError, OutputError, TrainingDiverged
@@ -218,9 +218,12 @@ class Trainer:
         self.sampler.set_epoch(s.epoch)
         self.train_set.set_epoch(s.epoch)
         n_iters = len(self.loader) if tc.max_iters_per_epoch <= 0 else min(len(self.loader), tc.max_iters_per_epoch)
-        bar = tqdm(total=n_iters, desc=f"stage {s.stage} epoch {s.epoch + 1}/{tc.epochs}" if tc.stages > 1
-                   else f"epoch {s.epoch + 1}/{tc.epochs}", leave=False, dynamic_ncols=True,
-                   disable=not (self.info.is_main and sys.stderr.isatty()))
+        label = f"epoch {s.epoch + 1}/{tc.epochs}"
+        label = f"stage {s.stage} {label}" if tc.stages > 1 else label
+        terminal = sys.stderr.isatty()
+        bar = tqdm(total=n_iters, desc=label, leave=False, dynamic_ncols=True,
+                   disable=not (self.info.is_main and terminal))
+        plain = PlainProgress(label, n_iters, enabled=self.info.is_main and not terminal)
         loss_sum, seen, start = 0.0, 0, time.perf_counter()
         lr = 0.0
         done = 0
@@ -260,6 +263,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_sum / (i + 1):.3g}", lr=f"{lr:.2e}",
                                 img_s=f"{seen / (time.perf_counter() - start):.1f}")
             bar.update(1)
+            plain.update(i + 1, loss_sum / (i + 1), seen / (time.perf_counter() - start))
             if self._out_of_time():
                 break
         bar.close()

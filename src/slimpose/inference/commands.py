@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from slimpose.cli_support import parse_hxw
+from slimpose.cli_support import check_folder_out, parse_hxw, plural
 from slimpose.codecs import DECODE_METHODS
 from slimpose.errors import DataError, SlimposeError
 from slimpose.inference.outputs import OutputFolder, check_out_folder, drawing_name
@@ -57,6 +57,9 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
                         "180 px person crossing 120 px/s at 30 fps, frame-to-frame jitter halved)")
     p.add_argument("--show", action="store_true", help="show the drawings in a window (needs a display; q quits)")
     p.add_argument("--no-draw", action="store_true", help="write results.json only")
+    p.add_argument("--draw-scores", action="store_true",
+                   help="label each drawn box with the person's score ('score 0.87'; default: no label on photos, "
+                        "the track id '#3' on videos)")
     p.add_argument("--layout", metavar="NAME", help="refuse a model whose keypoint layout is not NAME (coco, lsp, ...)")
     p.add_argument("--det-score-thr", type=float, default=0.3, help="detector score threshold (default 0.3)")
     p.add_argument("--nms-iou", type=float, default=0.45, help="detector NMS IoU (default 0.45)")
@@ -71,6 +74,14 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
                 "file declares (the frames read are kept); 2 for bad input or options (one line naming the file "
                 "or option); 130 / 143 after Ctrl-C / SIGTERM, which stop the run after the current image or frame "
                 "with its results written (a second one stops at once).")
+
+
+def box_label(person, with_id: bool, with_score: bool) -> str | None:
+    """The text drawn above a person's box: the track id on videos (``#3``), the
+    person's score only with --draw-scores and named (``score 0.87``: a bare number on a
+    picture says nothing), or no text."""
+    parts = ([f"#{person.track_id}"] if with_id else []) + ([f"score {person.score:.2f}"] if with_score else [])
+    return " ".join(parts) or None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -239,8 +250,7 @@ class InferRun:
         t = time.perf_counter()
         canvas = image.copy()
         for p in people:
-            label = f"#{p.track_id}" if with_ids else f"{p.score:.2f}"
-            draw_box(canvas, p.box_xywh, label=label)
+            draw_box(canvas, p.box_xywh, label=box_label(p, with_ids, self.args.draw_scores))
             canvas = draw_pose(canvas, p.keypoints, p.keypoint_scores, self.tracker.pose.layout, thr=self.args.thr,
                                copy=False)
         if self.show:
@@ -284,7 +294,7 @@ class InferRun:
                                                   .reshape(-1), 3)} for p in people]
             self.frames += 1
             self.people += len(people)
-            line = f"{path.name}: {len(people)} people"
+            line = f"{path.name}: {plural(len(people), 'person', 'people')}"
             if people:
                 line += f", best score {max(p.score for p in people):.2f}"
             if self.draw:
@@ -319,7 +329,8 @@ class InferRun:
                 ok, frame = cap.read()
                 if not ok:
                     if self.kind == "video" and self.frames < total:
-                        self.undecoded = (f"{self.args.source}: SOURCE: only {self.frames} of the {declared} frames "
+                        self.undecoded = (f"{self.args.source}: SOURCE: only {self.frames} of the "
+                                          f"{plural(declared, 'frame')} "
                                           f"the file declares could be decoded (a damaged or cut-short video); "
                                           f"{self.folder.results_path} holds those {self.frames}, numbered in the "
                                           f"order read")
@@ -362,7 +373,8 @@ class InferRun:
         n = max(self.frames, 1)
         t = self.tracker.timings
         fps = self.frames / seconds if seconds > 0 else 0.0
-        return (f"{self.frames} frames, {self.people} people, {fps:.1f} FPS end to end; per frame: detector "
+        return (f"{plural(self.frames, 'frame')}, {plural(self.people, 'person', 'people')}, {fps:.1f} FPS end to "
+                f"end; per frame: detector "
                 f"{1e3 * t['detector'] / n:.1f} ms ({self.tracker.detector_calls} calls), pose "
                 f"{1e3 * t['pose'] / n:.1f} ms, drawing {1e3 * self.drawing_s / n:.1f} ms")
 
@@ -371,13 +383,13 @@ class InferRun:
         its number, as a shell reports it), skipped images or an undecodable video (1)."""
         lines = []
         if self.unreadable:
-            lines.append(f"{len(self.unreadable)} of {self.total} images could not be read and were skipped: "
+            lines.append(f"{len(self.unreadable)} of {plural(self.total, 'image')} could not be read and were skipped: "
                          f"{', '.join(self.unreadable)}")
         if self.undecoded:
             lines.append(self.undecoded)
         if self.stop.received is not None:
             photos = self.kind in ("image", "folder")
-            done = f"{self.frames} of {self.total} images" if photos else f"{self.frames} frames"
+            done = f"{self.frames} of {plural(self.total, 'image')}" if photos else plural(self.frames, "frame")
             lines.append(f"stopped by {self.stop.received.name} after {done}; {self.folder.results_path} holds "
                          f"their results")
             return 128 + self.stop.received, lines
@@ -385,6 +397,7 @@ class InferRun:
 
 
 def run_infer(args: argparse.Namespace) -> int:
+    check_folder_out(args.out, "slimpose_infer")  # results.json, infer_run.json and the drawings
     run = InferRun(args)
     start = time.perf_counter()
     status = "stopped before the end (an error, or a second interrupt)"

@@ -99,7 +99,8 @@ class OutputFolder:
                                                      f"choose another folder, or add --overwrite to replace them")
         for name in found:
             (self.path / name).unlink()
-        print(f"slimpose infer: --overwrite: removed {len(found)} files of the earlier run from {self.path}")
+        print(f"slimpose infer: --overwrite: removed {len(found)} file{'' if len(found) == 1 else 's'} of the earlier "
+              f"run from {self.path}")
 
     def save_results(self, data, final: bool = False) -> None:
         """Rewrite results.json: at once when ``final``, else when a checkpoint is due."""

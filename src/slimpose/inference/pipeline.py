@@ -63,8 +63,9 @@ def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
 class PoseTracker:
     """People in photos and video frames from a pose model and a person detector.
 
-    ``pose_model``: an :class:`~slimpose.deploy.runtime.OnnxPoseEstimator` or the path of
-    an exported ONNX file. ``detector``: any ``(image, image_id) -> (boxes xyxy, scores)``
+    ``pose_model``: an :class:`~slimpose.deploy.runtime.OnnxPoseEstimator`, the path of
+    an exported ONNX file, or a shipped weight's name (``"lpn_50_lsp_192x144"``).
+    ``detector``: any ``(image, image_id) -> (boxes xyxy, scores)``
     (see :mod:`slimpose.inference.detectors`); None = the whole image.
 
     ``estimate(image)`` handles one photo and keeps no state. Calling the tracker on
@@ -116,7 +117,9 @@ class PoseTracker:
 
     def run_pose(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = time.perf_counter()
-        kpts, scores = self.pose(image, xyxy_to_xywh(boxes_xyxy), flip=self.flip)
+        # By keyword, in the form every pose model takes (a custom one written for the
+        # (image, boxes_xywh, flip) call too).
+        kpts, scores = self.pose(image, boxes_xywh=xyxy_to_xywh(boxes_xyxy), flip=self.flip)
         self.timings["pose"] += time.perf_counter() - t
         return kpts, scores
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from slimpose.codecs import DECODE_METHODS
-from slimpose.cli_support import add_int8_arguments, calibration_crops, int8_options, write_json
+from slimpose.cli_support import add_int8_arguments, calibration_crops, check_file_out, int8_options, write_json
 from slimpose.errors import ConfigError
 from slimpose.machine import cpu_name
 from slimpose.weights import WEIGHTS_DIR, file_sha256, list_weights
@@ -47,6 +47,8 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
 def run_weights(args: argparse.Namespace) -> int:
     if args.action == "pack":
         return _pack(args)
+    if args.json:
+        check_file_out(args.json, "weights.json", "--json")
     weights = list_weights(args.dir)
     if not weights:
         print("no shipped weights")
