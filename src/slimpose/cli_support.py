@@ -127,11 +127,12 @@ def calibration_crops(onnx_path, *, images_dir=None, config=None, overrides=None
                                  padding=meta.box_padding, to_rgb=meta.color_order == "RGB")
     from slimpose.config import ExperimentConfig, load_config
     from slimpose.data.base import read_image
+    from slimpose.data.layouts import pin_layout, resolve_layout
     from slimpose.data.sources import build_source
-    from slimpose.keypoints import get_layout
 
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides, data_root, check_model=False)
-    src = build_source(getattr(cfg.data, split), get_layout(cfg.data.layout), size, train=False)
+    pin_layout(cfg, meta.layout)  # a from_data config: the model's layout, not the training file's
+    src = build_source(getattr(cfg.data, split), resolve_layout(cfg), size, train=False)
     if not src.instances:
         raise SlimposeError(f"{config if isinstance(config, (str, Path)) else 'config'}: the {split} set has no "
                             f"person instances")

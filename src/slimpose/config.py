@@ -23,6 +23,25 @@ Any other ``${name}`` is a ConfigError naming the file and the field. Relative p
 the root's included, are taken from the working directory, as in MMPose and HRNet.
 (Inside a ``{...}`` flow mapping, YAML needs such a path quoted: ``{ann_file: "${data_root}/x"}``.)
 
+Keypoint layout: ``data.layout`` names a registered layout (``coco``, the default,
+``mpii``, ``lsp``) or is ``from_data``: the layout is then the keypoint category of the
+COCO-format JSON ``data.train.ann_file`` (else ``data.val.ann_file``): ``categories[]``'s
+``keypoints`` names and ``skeleton`` (1-based pairs). Flip pairs are read off the names
+(``left_x``/``right_x``, ``l_x``/``r_x``, ``x_left``/``x_right``, ``leftX``/``rightX``, any
+case, separators ``_``, ``-`` or space; unpaired joints mirror onto themselves) unless
+``data.flip_pairs`` names them. OKS sigmas are ``data.oks_sigmas`` (default 0.067 per joint,
+the mean of COCO's 17). PCK, reported beside AP for such a layout, is normalised by the
+distance of the two joints ``data.pck_torso`` names, else by the person box's longer side.
+A file whose names are exactly a registered layout's, with none of these three set,
+gives that layout. Checkpoints and ONNX files carry the layout, so eval, export,
+quantize and infer need only them (and the validation data)::
+
+    data:
+      layout: from_data
+      flip_pairs: [[left_hand, right_hand]]   # optional
+      oks_sigmas: [0.05]                      # optional: one for all joints, or one each
+      pck_torso: [neck, pelvis]               # optional
+
 Overrides use dotted paths and YAML values: ``--set train.lr=5e-4 data.train.last=2000``;
 they are applied after composition, and may use ``${data_root}`` too (quote it for the shell).
 """
@@ -68,7 +87,16 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
+    # A registered layout (coco, mpii, lsp), or from_data: the keypoint category of the
+    # COCO-format data.train.ann_file (else data.val.ann_file); see the module docstring.
     layout: str = "coco"
+    # from_data only. flip_pairs: [[left_x, right_x], ...] by joint name; unset (null) =
+    # read off the names, [] = none. oks_sigmas: one per joint, or one for all; empty =
+    # keypoints.DEFAULT_OKS_SIGMA each. pck_torso: [a, b], the joints whose distance
+    # normalises PCK; empty = the box size.
+    flip_pairs: tuple[tuple[str, str], ...] | None = None
+    oks_sigmas: tuple[float, ...] = ()
+    pck_torso: tuple[str, ...] = ()
     input_size: tuple[int, int] = (256, 192)  # H, W
     heatmap_sigma: float = 2.0
     batch_size: int = 32
@@ -282,10 +310,26 @@ def _check_dataset(ds: DatasetConfig, where: str) -> None:
         _check(ds.first <= ds.last, f"{where}.last", f"{ds.last} comes before first={ds.first}")
 
 
-def _check_data(data: DataConfig) -> None:
+def _check_layout(data: DataConfig) -> None:
+    """``data.layout`` and its from_data options (the file itself is read when the layout
+    is needed: :func:`slimpose.data.layouts.resolve_layout`)."""
+    from slimpose.data.layouts import FROM_DATA, layout_file
     from slimpose.keypoints import list_layouts
 
-    _check_choice(data.layout, list_layouts(), "data.layout")
+    _check_choice(data.layout, [*list_layouts(), FROM_DATA], "data.layout")
+    options = [f"data.{name}" for name in ("oks_sigmas", "pck_torso") if getattr(data, name)]
+    options = (["data.flip_pairs"] if data.flip_pairs is not None else []) + options
+    if data.layout != FROM_DATA:
+        _check(not options, options[0] if options else "", f"applies to data.layout: {FROM_DATA} "
+               f"(the {data.layout!r} layout has its own)")
+        return
+    layout_file(data)
+    _check(len(data.pck_torso) in (0, 2), "data.pck_torso", f"expected two joint names, got {list(data.pck_torso)}")
+    _check(all(s > 0 for s in data.oks_sigmas), "data.oks_sigmas", f"must be positive, got {list(data.oks_sigmas)}")
+
+
+def _check_data(data: DataConfig) -> None:
+    _check_layout(data)
     h, w = data.input_size
     _check(h > 0 and w > 0, "data.input_size", f"must be positive (H, W), got {[h, w]}")
     _check(data.heatmap_sigma > 0, "data.heatmap_sigma", f"must be positive, got {data.heatmap_sigma}")
@@ -384,8 +428,18 @@ _MOVED_TO_HEAD = {
 }
 
 
+# Fields added since 0.1.0, with the values that keep an older saved config's meaning:
+# filled in where a config written before them lacks them.
+_ADDED_FIELDS = {
+    "data": {"flip_pairs": None, "oks_sigmas": [], "pck_torso": []},
+}
+
+
 def migrate_config_dict(data: dict) -> dict:
     """``data`` with the fields of older versions in their current place (a copy)."""
+    for section, added in _ADDED_FIELDS.items():
+        if isinstance(data.get(section), dict) and not set(added) <= set(data[section]):
+            data = {**data, section: {**added, **data[section]}}
     train = data.get("train")
     if not isinstance(train, dict) or not set(train) & set(_MOVED_TO_HEAD):
         return data

@@ -2,7 +2,9 @@
 
 A layout is everything the data pipeline, the codecs, the metrics and the drawing code
 need to know about a keypoint set. The built-in ones are COCO-17, MPII-16 and LSP-14;
-``register_layout`` adds a custom one. :func:`non_finite_joints` finds labelled joints
+``register_layout`` adds a custom one; :func:`layout_from_names` builds one from joint
+names alone (a data file's keypoint category), its flip pairs read off the names by
+:func:`flip_pairs_from_names`. :func:`non_finite_joints` finds labelled joints
 holding NaN or infinity (the data readers and the COCO metric refuse them). This module is
 torch-free (the deploy runtime uses it).
 """
@@ -10,6 +12,8 @@ torch-free (the deploy runtime uses it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import re
 
 import numpy as np
 
@@ -194,6 +198,109 @@ def list_layouts() -> list[str]:
 
 for _layout in (COCO17, MPII16, LSP14):
     register_layout(_layout)
+
+
+# OKS sigma of a joint no constant is known for: the mean of COCO's 17 (0.0669), rounded.
+DEFAULT_OKS_SIGMA = round(sum(COCO17.sigmas) / len(COCO17.sigmas), 3)
+
+# A side word at the start (left_x, left-x, left x, leftX, l_x) or the end (x_left, xLeft, x_l)
+# of a name, compared lower-case; one-letter sides need a separator (l_hand, hand_r).
+_SEP = r"[\s_-]"
+_SIDE_PATTERNS = (
+    re.compile(rf"^(left|right){_SEP}*(.+)$"),
+    re.compile(rf"^([lr]){_SEP}+(.+)$"),
+    re.compile(rf"^(.+?){_SEP}*(left|right)$"),
+    re.compile(rf"^(.+?){_SEP}+([lr])$"),
+)
+
+
+def _side_of(name: str) -> tuple[str, str] | None:
+    """("l" or "r", the rest with separators made "_") of a joint name, or None."""
+    low = name.strip().lower()
+    for i, pattern in enumerate(_SIDE_PATTERNS):
+        m = pattern.match(low)
+        if m:
+            side, rest = (m.group(1), m.group(2)) if i < 2 else (m.group(2), m.group(1))
+            rest = re.sub(rf"{_SEP}+", "_", rest).strip("_")
+            if rest:
+                return side[0], rest
+    return None
+
+
+def flip_pairs_from_names(names) -> tuple[tuple[int, int], ...]:
+    """Left/right joint pairs read off the names: ``left_x``/``right_x``, ``l_x``/``r_x``,
+    ``x_left``/``x_right``, ``leftX``/``rightX`` (case-insensitive, separators ``_``, ``-``
+    or space), the rest of the two names equal up to case and separator. A joint with no
+    partner mirrors onto itself; a name that two joints of one side share is a ValueError
+    (which joint is its partner is unknown)."""
+    sides: dict[str, dict[str, list[int]]] = {}
+    for i, name in enumerate(names):
+        found = _side_of(name)
+        if found:
+            sides.setdefault(found[1], {"l": [], "r": []})[found[0]].append(i)
+    pairs = []
+    for rest, by_side in sides.items():
+        left, right = by_side["l"], by_side["r"]
+        if len(left) > 1 or len(right) > 1:
+            same = [names[i] for i in (left if len(left) > 1 else right)]
+            raise ValueError(f"joints {', '.join(map(repr, same))} are the same side of {rest!r}: "
+                             f"give the flip pairs by name")
+        if left and right:
+            pairs.append((left[0], right[0]))
+    return tuple(sorted(pairs))
+
+
+def _index_of(names: tuple[str, ...], name, what: str) -> int:
+    if name not in names:
+        raise ValueError(f"{what}: {name!r} is not a joint name (joints: {', '.join(names)})")
+    return names.index(name)
+
+
+def layout_from_names(name: str, names, skeleton=(), *, flip_pairs=None, sigmas=None,
+                      torso=None) -> KeypointLayout:
+    """A layout from joint names (e.g. a COCO keypoint category's), its ``skeleton`` as
+    0-based index pairs. ``flip_pairs``: pairs of joint NAMES (default: read off the names,
+    :func:`flip_pairs_from_names`; empty: none, flipping mirrors every joint onto itself).
+    ``sigmas``: OKS sigmas, one per joint or one for all (default :data:`DEFAULT_OKS_SIGMA`).
+    ``torso``: two joint names whose distance normalises PCK (default none: the box size).
+    A mistake is a ValueError naming it."""
+    names = tuple(names)
+    if not names:
+        raise ValueError("no joint names")
+    if not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"joint names must be non-empty strings, got {list(names)!r}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"joint name(s) {', '.join(map(repr, twice))} appear more than once")
+    if flip_pairs is None:
+        pairs = flip_pairs_from_names(names)
+    else:
+        pairs = tuple((_index_of(names, a, "flip pair"), _index_of(names, b, "flip pair")) for a, b in flip_pairs)
+        used = [i for p in pairs for i in p]
+        if any(a == b for a, b in pairs) or len(set(used)) != len(used):
+            raise ValueError("flip pairs: each joint may appear in one pair, with another joint "
+                             f"(got {[list(p) for p in flip_pairs]})")
+    k = len(names)
+    if sigmas is None or len(sigmas) == 0:
+        sig = (DEFAULT_OKS_SIGMA,) * k
+    elif len(sigmas) in (1, k):
+        sig = tuple(float(s) for s in sigmas) * (k if len(sigmas) == 1 else 1)
+        if not all(np.isfinite(s) and s > 0 for s in sig):
+            raise ValueError(f"OKS sigmas must be positive numbers, got {list(sigmas)}")
+    else:
+        raise ValueError(f"{len(sigmas)} OKS sigmas for {k} joints (give one per joint, or one for all)")
+    torso_idx = None
+    if torso:
+        if len(torso) != 2 or torso[0] == torso[1]:
+            raise ValueError(f"PCK torso: expected two different joint names, got {list(torso)}")
+        torso_idx = (_index_of(names, torso[0], "PCK torso"), _index_of(names, torso[1], "PCK torso"))
+    return KeypointLayout(name=name, names=names, flip_pairs=pairs,
+                          skeleton=tuple((int(a), int(b)) for a, b in skeleton), sigmas=sig, torso=torso_idx)
+
+
+def registered_layout(layout: KeypointLayout) -> bool:
+    """Whether ``layout`` is the registered layout of its name (not a custom one)."""
+    return _LAYOUTS.get(layout.name) == layout
 
 
 def non_finite_joints(joints: np.ndarray) -> np.ndarray:

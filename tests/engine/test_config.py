@@ -136,3 +136,21 @@ def test_decode_defaults_to_the_models_own(tmp_path):
     assert cfg.test.decode == "dark"
     save_config(config_from_dict({"model": {"name": "lpn_50"}}), tmp_path / "c.yaml")
     assert "decode: softargmax" in (tmp_path / "c.yaml").read_text()
+
+
+def test_a_saved_config_from_before_the_layout_options_still_loads(tmp_path):
+    import yaml
+
+    from slimpose.config import load_saved_config
+
+    saved = ExperimentConfig().to_dict()
+    for name in ("flip_pairs", "oks_sigmas", "pck_torso"):
+        del saved["data"][name]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    cfg = load_saved_config(path)
+    assert (cfg.data.layout, cfg.data.flip_pairs, cfg.data.oks_sigmas, cfg.data.pck_torso) == ("coco", None, (), ())
+    del saved["data"]["heatmap_sigma"]  # a field that was always there: the file is cut short
+    path.write_text(yaml.safe_dump(saved))
+    with pytest.raises(ConfigError, match="data.heatmap_sigma missing"):
+        load_saved_config(path)

@@ -446,3 +446,91 @@ def test_eval_refuses_non_finite_predictions(tmp_path, value, layout):
     proc = _eval_cli(ann, results, layout)
     _assert_one_line_error(proc, results, "keypoints")
     assert "entry 0" in proc.stderr
+
+
+# --------------------------------------------------------------------------- eval --results --joints
+
+ABCD = ["a", "b", "c", "d"]
+ABCD_XY = np.array([[50.0, 20.0], [40.0, 80.0], [60.0, 80.0], [50.0, 150.0]])  # in a 100 x 200 box at (0, 0)
+
+
+def _abcd_person(ann_id, image_id, x0=0.0):
+    kp = np.concatenate([ABCD_XY + [x0, 0.0], np.full((4, 1), 2.0)], axis=1)
+    return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "bbox": [x0, 0.0, 100.0, 200.0],
+            "area": 20000.0, "num_keypoints": 4, "keypoints": kp.reshape(-1).tolist()}
+
+
+def _abcd_result(image_id, score, x0=0.0, dx=(0.0, 0.0, 0.0, 0.0)):
+    kp = np.concatenate([ABCD_XY + [x0, 0.0], np.ones((4, 1))], axis=1)
+    kp[:, 0] += dx
+    return {"image_id": image_id, "category_id": 1, "score": score, "keypoints": kp.reshape(-1).tolist()}
+
+
+def _abcd_files(tmp_path, people, results):
+    ann = tmp_path / "abcd.json"
+    ann.write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 400, "height": 300} for i in (1, 2, 3)],
+        "annotations": people,
+        "categories": [{"id": 1, "name": "critter", "keypoints": ABCD, "skeleton": []}]}))
+    res = tmp_path / "abcd_results.json"
+    res.write_text(json.dumps(results))
+    return ann, res
+
+
+def test_joints_score_oks_ap_on_a_subset_by_hand(tmp_path):
+    """Two persons; the result of image 2 is 15 and 30 px off on b and c, 1e4 off on d.
+    Over a, b, c with the default sigma 0.067 and area 20000:
+    OKS = (1 + exp(-15^2 / (2 (2 * 0.067)^2 20000)) + exp(-30^2 / ...)) / 3 = 0.672, so
+    at the thresholds 0.50 ... 0.65 both results match (AP 1) and at 0.70 ... 0.95 only
+    the better-scored one (precision 1 up to recall 0.5: 51 of COCOeval's 101 recall points)."""
+    ann, res = _abcd_files(tmp_path, [_abcd_person(1, 1), _abcd_person(2, 2)],
+                           [_abcd_result(1, 0.9), _abcd_result(2, 0.8, dx=(0.0, 15.0, 30.0, 1e4))])
+    e = np.array([0.0, 15.0, 30.0]) ** 2 / (2 * (2 * 0.067) ** 2 * 20000.0)
+    assert np.exp(-e).mean() == pytest.approx(0.6722, abs=1e-4)
+    stats = evaluate_results_file(ann, res, joints=["a", "b", "c"])
+    assert stats["joints"] == ["a", "b", "c"]
+    assert stats["AP"] == pytest.approx((4 * 1.0 + 6 * 51 / 101) / 10)
+    # PCK over a, b, c normalised by the box's longer side, 200: 15 px = 0.075, 30 px = 0.15
+    assert stats["PCK"] == pytest.approx(1.0) and stats["PCK@0.1"] == pytest.approx(5 / 6)
+    # all four joints: d is 1e4 px off, OKS (1 + 0.731 + 0.286 + 0) / 4 = 0.504 matches at 0.50 only
+    assert evaluate_results_file(ann, res)["AP"] == pytest.approx((1.0 + 9 * 51 / 101) / 10)
+
+
+def test_joints_pck_matches_each_result_to_its_person_and_counts_the_unmatched_wrong(tmp_path):
+    people = [_abcd_person(1, 1), _abcd_person(2, 2), _abcd_person(3, 3), _abcd_person(4, 3, x0=250.0)]
+    results = [_abcd_result(1, 0.9), _abcd_result(2, 0.8, dx=(0.0, 15.0, 30.0, 0.0)),
+               _abcd_result(3, 0.5, x0=250.0)]  # image 3: only the right-hand person has a result
+    ann, res = _abcd_files(tmp_path, people, results)
+    stats = evaluate_results_file(ann, res, joints=["c", "a", "b"])
+    assert stats["joints"] == ["c", "a", "b"]
+    assert stats["PCK"] == pytest.approx(9 / 12) and stats["PCK@0.1"] == pytest.approx(8 / 12)
+    # one joint: d, exact everywhere a result is
+    assert evaluate_results_file(ann, res, joints=["d"])["PCK"] == pytest.approx(3 / 4)
+
+
+def test_joints_of_a_coco_file_use_cocos_sigmas_and_unknown_names_are_refused(tmp_path):
+    ann = _ground_truth_file(tmp_path, [_person()])
+    res = _results_file(tmp_path, dx=2.0)
+    body = list(COCO17.names[5:])
+    stats = evaluate_results_file(ann, res, joints=body)
+    assert stats["joints"] == body and stats["PCK"] == pytest.approx(1.0)
+    assert stats["AP"] == pytest.approx(coco_keypoint_eval(ann, res)["AP"])  # 2 px: a match at every threshold
+    from slimpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="joints: tail: not joint names; give distinct names of nose, "):
+        evaluate_results_file(ann, res, joints=["nose", "tail"])
+    with pytest.raises(ConfigError, match="joints: empty or repeated names"):
+        evaluate_results_file(ann, res, joints=["nose", "nose"])
+
+
+def test_eval_cli_scores_a_named_subset(tmp_path, capsys):
+    from slimpose.cli import main
+
+    ann, res = _abcd_files(tmp_path, [_abcd_person(1, 1), _abcd_person(2, 2)],
+                           [_abcd_result(1, 0.9), _abcd_result(2, 0.8, dx=(0.0, 15.0, 30.0, 1e4))])
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--ann", str(ann), "--results", str(res), "--joints", "a, b,c", "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["joints"] == ["a", "b", "c"] and metrics["PCK@0.1"] == pytest.approx(5 / 6)
+    assert main(["eval", "--ann", str(ann), "--results", str(res), "--joints", "a,z"]) == 2
+    assert "joints: z: not joint names" in capsys.readouterr().err

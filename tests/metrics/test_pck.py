@@ -157,3 +157,33 @@ def test_non_finite_joints_never_count_as_correct():
     pred = gt.copy()
     pred[1] += 1000.0  # person 1 is all wrong but has no head size: left out
     assert mpii_pckh(pred, gt, np.ones((2, 16), dtype=bool), head)["PCKh"] == pytest.approx(1.0)
+
+
+def test_layout_pck_falls_back_to_the_box_size():
+    from slimpose.keypoints import layout_from_names
+    from slimpose.metrics.pck import box_sizes, layout_pck
+
+    layout = layout_from_names("critter", ["a", "b", "c"])
+    gt = np.zeros((2, 3, 2))
+    boxes = np.array([[5.0, 5.0, 100.0, 50.0], [0.0, 0.0, 20.0, 40.0]])  # longer sides 100 and 40
+    np.testing.assert_allclose(box_sizes(boxes), [100.0, 40.0])
+    pred = _offset(gt, [{0: 10.0, 1: 25.0, 2: 5.0}, {0: 4.0, 1: 12.0, 2: 1e3}])
+    mask = np.ones((2, 3), dtype=bool)
+    mask[1, 2] = False
+    # person 0: 0.1, 0.25, 0.05; person 1: 0.1, 0.3 (and an unlabelled joint)
+    out = layout_pck(pred, gt, mask, layout, boxes_xywh=boxes)
+    assert out == {"PCK": pytest.approx(3 / 5), "PCK@0.1": pytest.approx(1 / 5)}
+    with pytest.raises(ValueError, match="names no torso joints: PCK needs the person boxes"):
+        layout_pck(pred, gt, mask, layout)
+
+
+def test_layout_pck_uses_the_torso_the_layout_names():
+    from slimpose.keypoints import layout_from_names
+    from slimpose.metrics.pck import layout_pck
+
+    layout = layout_from_names("critter", ["a", "b", "c"], torso=["a", "b"])
+    gt = np.zeros((2, 3, 2))
+    gt[:, 1, 1] = [50.0, 20.0]  # torsos 50 and 20 long
+    pred = _offset(gt, [{2: 9.0}, {2: 5.0}])  # c: 0.18 and 0.25
+    out = layout_pck(pred, gt, np.ones((2, 3), bool), layout, boxes_xywh=np.full((2, 4), 1e3))
+    assert out["PCK"] == pytest.approx(5 / 6) and out["PCK@0.1"] == pytest.approx(4 / 6)

@@ -22,7 +22,7 @@ from slimpose.data.transforms import BOX_PADDING, box_to_center_scale
 from slimpose.data.types import PersonInstance
 from slimpose.errors import DataError
 from slimpose.io import write_json_atomic
-from slimpose.keypoints import KeypointLayout, non_finite_joints
+from slimpose.keypoints import KeypointLayout, non_finite_joints, registered_layout
 from slimpose.metrics.coco import (
     check_id,
     check_keypoint_annotation,
@@ -218,4 +218,17 @@ class CocoSource(DataSource):
             out_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(out_dir / "results_keypoints.json", results, indent=None, default=_plain)
         metrics = coco_keypoint_eval(self._ground_truth(), results, sigmas=sigmas)
+        if not self.det_file and not registered_layout(self.layout):
+            # A layout of the data's own (data.layout: from_data): PCK too, at ground-truth boxes.
+            metrics.update(self._pck(keypoints, insts))
         return {k: float(v) for k, v in metrics.items()}
+
+    def _pck(self, keypoints: np.ndarray, insts) -> dict[str, float]:
+        """PCK of the predictions of ground-truth instances: normalised by the layout's
+        torso pair (data.pck_torso) where it names one, else by the box's longer side."""
+        from slimpose.metrics.pck import layout_pck
+
+        gt = np.stack([inst.keypoints for inst in insts])
+        mask = np.stack([inst.visible for inst in insts]) > 0
+        boxes = np.stack([inst.extra["bbox"] for inst in insts])
+        return layout_pck(keypoints, gt, mask, self.layout, boxes_xywh=boxes)

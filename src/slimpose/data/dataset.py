@@ -7,9 +7,9 @@ import torch
 from torch.utils.data import Dataset
 
 from slimpose.data.base import DataSource, read_image
+from slimpose.data.layouts import resolve_layout
 from slimpose.data.sources import build_source
 from slimpose.data.transforms import Compose, NormalizeImage, build_pipeline
-from slimpose.keypoints import get_layout
 from slimpose.models.registry import get_model_entry
 
 
@@ -83,7 +83,7 @@ def build_dataset(cfg, split: str, codec, normalize: bool = True, augment: bool 
     ds = getattr(cfg.data, split)
     train = split == "train"
     augment = train if augment is None else augment
-    layout = get_layout(cfg.data.layout)
+    layout = resolve_layout(cfg)
     input_size = tuple(cfg.data.input_size)
     source = build_source(ds, layout, input_size, train=train)
     info = get_model_entry(cfg.model.name).info

@@ -19,22 +19,25 @@ from slimpose.data.base import read_image
 from slimpose.data.sources import build_source
 from slimpose.deploy.runtime import OnnxPoseEstimator, model_input
 from slimpose.errors import ConfigError
-from slimpose.keypoints import get_layout
+from slimpose.keypoints import KeypointLayout, get_layout
 
 
-def evaluate_onnx(onnx_path: str | Path, val_dataset, layout_name: str, *, flip: bool = True,
+def evaluate_onnx(onnx_path: str | Path, val_dataset, layout: str | KeypointLayout | None, *, flip: bool = True,
                   threads: int | None = None, out_dir: str | Path | None = None) -> dict[str, float]:
     """Metrics of the ONNX model at ``onnx_path`` on ``val_dataset`` (a ``DatasetConfig``).
 
-    The file's keypoint layout must be ``layout_name`` (the data set's). ``flip``: the
-    flip test. ``out_dir`` receives the data set's prediction files, as for a checkpoint.
+    The file's keypoint layout must be ``layout`` (the data set's: a registered name or a
+    layout, compared by name and joint names); None: the file's own. ``flip``: the flip
+    test. ``out_dir`` receives the data set's prediction files, as for a checkpoint.
     """
     start = time.perf_counter()
     estimator = OnnxPoseEstimator(onnx_path, threads=threads)
-    if estimator.layout.name != layout_name or estimator.layout.num_keypoints != get_layout(layout_name).num_keypoints:
-        raise ConfigError(f"{onnx_path}: a {estimator.layout.name!r} model ({estimator.layout.num_keypoints} "
-                          f"keypoints) cannot be scored on {layout_name!r} data")
-    source = build_source(val_dataset, get_layout(layout_name), estimator.input_size, train=False)
+    wanted = estimator.layout if layout is None else get_layout(layout) if isinstance(layout, str) else layout
+    have = estimator.layout
+    if have.name != wanted.name or have.names != wanted.names:
+        raise ConfigError(f"{onnx_path}: a {have.name!r} model ({have.num_keypoints} keypoints) cannot be scored on "
+                          f"{wanted.name!r} data ({wanted.num_keypoints} keypoints)")
+    source = build_source(val_dataset, wanted, estimator.input_size, train=False)
     meta = estimator.metadata
     flip_index = estimator.layout.flip_index if flip else None
     keypoints, scores = [], []

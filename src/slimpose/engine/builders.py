@@ -15,7 +15,7 @@ from slimpose.codecs import build_codec
 from slimpose.config import ExperimentConfig, TrainConfig
 from slimpose.errors import ConfigError
 from slimpose.heads import Head, build_head
-from slimpose.keypoints import get_layout
+from slimpose.data.layouts import resolve_layout
 from slimpose.models import build_model, get_model_entry
 
 
@@ -70,7 +70,7 @@ def build_codec_for(cfg: ExperimentConfig, output_kind: str):
 def build_model_for(cfg: ExperimentConfig, head_kwargs: dict | None = None) -> nn.Module:
     """The config's model, checked to give outputs its codec can read at ``data.input_size``;
     ``head_kwargs``: what the training head asks the model for (``Head.model_kwargs``)."""
-    layout = get_layout(cfg.data.layout)
+    layout = resolve_layout(cfg)
     size = tuple(cfg.data.input_size)
     model = build_model(cfg.model.name, num_joints=layout.num_keypoints, input_size=size,
                         **{**cfg.model.kwargs, **(head_kwargs or {})})
@@ -94,7 +94,7 @@ def checkpoint_meta(cfg: ExperimentConfig, output_kind: str) -> dict:
         "model_kwargs": dict(cfg.model.kwargs),
         "output_kind": output_kind,
         "input_size": list(cfg.data.input_size),
-        "layout": get_layout(cfg.data.layout).to_dict(),
+        "layout": resolve_layout(cfg).to_dict(),
         "heatmap_sigma": cfg.data.heatmap_sigma,
         "decode": cfg.test.decode,
         "beta": cfg.test.beta,

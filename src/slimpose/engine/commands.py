@@ -174,6 +174,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="COCO keypoint results JSON to score against --ann")
     p.add_argument("--layout", help="with --results: the results' keypoint layout when it is not the annotations' "
                                     "(e.g. lsp): OKS AP over the joints both share by name")
+    p.add_argument("--joints", metavar="NAME,NAME,...",
+                   help="with --results: score only these joints (annotation names): OKS AP and PCK over them")
 
 
 def default_eval_dir(checkpoint: str | Path) -> Path:
@@ -207,11 +209,14 @@ def run_eval(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--layout {args.layout}: unknown; known layouts: {', '.join(list_layouts())}")
         if args.out:
             check_file_out(args.out, "metrics.json")
-        metrics = evaluate_results_file(args.ann, args.results, layout=args.layout)
+        joints = [j.strip() for j in args.joints.split(",") if j.strip()] if args.joints else None
+        metrics = evaluate_results_file(args.ann, args.results, layout=args.layout, joints=joints)
         _print_metrics(metrics)
         if args.out:
             write_json(args.out, metrics)
         return 0
+    if args.joints:
+        raise ConfigError("--joints goes with --ann and --results (score a results file on some joints)")
     if args.out:  # the metrics JSON; the predictions go beside it
         check_file_out(args.out, "metrics.json")
     if args.onnx:
@@ -225,7 +230,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _eval_onnx(args: argparse.Namespace) -> int:
     from slimpose.config import config_from_dict, load_config
+    from slimpose.data.layouts import FROM_DATA, pin_layout, resolve_layout
     from slimpose.deploy.evaluate import evaluate_onnx
+    from slimpose.deploy.runtime import read_onnx_metadata
     from slimpose.weights import get_weight, resolve_model_file
 
     onnx_path = resolve_model_file(args.onnx)
@@ -242,7 +249,9 @@ def _eval_onnx(args: argparse.Namespace) -> int:
     if args.boxes or args.decode:
         raise ConfigError("--boxes and --decode apply to --checkpoint; an ONNX file carries its own decoding")
     out = Path(args.out) if args.out else Path(f"eval_{onnx_path.stem}") / "metrics.json"
-    metrics = evaluate_onnx(onnx_path, cfg.data.val, cfg.data.layout, flip=not args.no_flip, out_dir=out.parent)
+    if cfg.data.layout == FROM_DATA:  # the layout the file carries: no training annotations needed
+        pin_layout(cfg, read_onnx_metadata(onnx_path).layout)
+    metrics = evaluate_onnx(onnx_path, cfg.data.val, resolve_layout(cfg), flip=not args.no_flip, out_dir=out.parent)
     _print_metrics(metrics)
     write_json(out, metrics)
     print(f"wrote {out}")
@@ -256,7 +265,7 @@ def _eval_checkpoint(args: argparse.Namespace) -> int:
     from slimpose.engine.evaluate import evaluate
     from slimpose.engine.builders import build_codec_for, build_model_for
     from slimpose.data.dataset import build_dataset
-
+    from slimpose.data.layouts import pin_layout
     from slimpose.weights import resolve_checkpoint
 
     args.checkpoint = str(resolve_checkpoint(args.checkpoint))
@@ -275,6 +284,8 @@ def _eval_checkpoint(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.checkpoint}: holds no config; pass the experiment YAML")
     if not cfg.data.val.ann_file:
         raise ConfigError("data.val.ann_file: the config has no validation set to evaluate on")
+    meta = ckpt.get("meta")
+    pin_layout(cfg, meta.get("layout") if isinstance(meta, dict) else None)  # from_data: the trained layout
     info = init_distributed()
     try:
         model = build_model_for(cfg).to(info.device)

@@ -82,7 +82,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from slimpose.data.synthetic import generate_synthetic_coco
     from slimpose.engine.rundir import claim_work_dir
     from slimpose.engine.train import Trainer
-    from slimpose.keypoints import get_layout
+    from slimpose.data.layouts import resolve_layout
 
     start = time.perf_counter()
     out = check_folder_out(args.out, "quickstart")
@@ -112,7 +112,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     print(f"[4/4] drawing predictions on validation images to {picture}")
     draw_predictions(work_dir / "val_predictions" / "results_keypoints.json", Path(paths["val_ann"]),
                      Path(paths["val_images"]), picture,
-                     get_layout(cfg.data.layout))
+                     resolve_layout(cfg))
     print(f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AR {metrics['AR']:.3f}  "
           f"({metrics['minutes']:.1f} min) → {out / 'metrics.json'}")
     return 0

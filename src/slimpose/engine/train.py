@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from slimpose.config import ExperimentConfig, save_config
 from slimpose.data.dataset import build_dataset
+from slimpose.data.layouts import resolve_layout
 from slimpose.engine.builders import (build_codec_for, build_head_for, build_model_for, build_optimizer,
                                       checkpoint_meta, learning_rate, seed_everything)
 from slimpose.engine.callbacks import Callback, default_callbacks
@@ -33,7 +34,6 @@ from slimpose.engine.rundir import (claim_work_dir, copy_last_checkpoint, keep_p
                                     restore_run_files, resume_command, write_log)
 from slimpose.errors import ConfigError, OutputError, TrainingDiverged
 from slimpose.io import write_json_atomic
-from slimpose.keypoints import get_layout
 from slimpose.models import get_model_entry
 
 
@@ -63,7 +63,7 @@ class Trainer:
             raise ConfigError(f"train.restart_epoch: must lie in [0, {tc.epochs}) for an iterative schedule")
         seed_everything(tc.seed + self.info.rank, tc.deterministic)
 
-        self.layout = get_layout(cfg.data.layout)
+        self.layout = resolve_layout(cfg)
         self.output_kind = get_model_entry(cfg.model.name).output_kind
         self.codec = build_codec_for(cfg, self.output_kind)
         self.train_set = build_dataset(cfg, "train", self.codec)

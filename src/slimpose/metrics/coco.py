@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from slimpose.errors import DataError
-from slimpose.keypoints import COCO17, non_finite_joints
+from slimpose.errors import ConfigError, DataError
+from slimpose.keypoints import COCO17, DEFAULT_OKS_SIGMA, non_finite_joints
 
 # pycocotools' COCOeval.Params.kpt_oks_sigmas, defined once with the COCO layout.
 COCO_SIGMAS = COCO17.sigmas_array()
@@ -412,8 +412,9 @@ def coco_keypoint_eval(
     """OKS AP / AR with pycocotools' COCOeval(iouType="keypoints").
 
     ``ann`` is an annotation path or a ``pycocotools.coco.COCO``; ``results`` a list of
-    result dicts or a results JSON path. ``sigmas`` default to the COCO ones (required
-    for other keypoint counts). Returns AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL
+    result dicts or a results JSON path. ``sigmas`` default to the COCO ones for 17
+    keypoints, else to ``DEFAULT_OKS_SIGMA`` per joint (as a ``data.layout: from_data``
+    model has them). Returns AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL
     (fractions, -1 where COCOeval has nothing to score, e.g. no medium persons).
     """
     coco = _load_coco(ann, verbose)
@@ -426,10 +427,8 @@ def _score(coco, dets: list[dict], sigmas: np.ndarray | None, verbose: bool) -> 
     from pycocotools.cocoeval import COCOeval
 
     k = len(dets[0]["keypoints"]) // 3
-    if sigmas is None:
-        if k != len(COCO_SIGMAS):
-            raise ValueError(f"{k} keypoints per result: pass sigmas (the COCO defaults are for 17)")
-        sig = COCO_SIGMAS
+    if sigmas is None:  # COCO's for 17 joints, else the default of a layout from the data
+        sig = COCO_SIGMAS if k == len(COCO_SIGMAS) else np.full(k, DEFAULT_OKS_SIGMA)
     else:
         sig = np.asarray(sigmas, dtype=np.float64).reshape(-1)
         if sig.shape[0] != k:
@@ -448,10 +447,7 @@ def _score(coco, dets: list[dict], sigmas: np.ndarray | None, verbose: bool) -> 
 def shared_joints(coco, result_layout) -> tuple[list[int], list[int], list[str]]:
     """Joints that a results layout shares by name with the annotations' person category:
     (indices in the annotations, indices in the results, names), in annotation order."""
-    cats = [c for c in coco.dataset.get("categories", []) if c.get("keypoints")]
-    if len(cats) != 1:
-        raise DataError("annotations", "categories", f"expected one keypoint category, found {len(cats)}")
-    ann_names = list(cats[0]["keypoints"])
+    ann_names = annotation_joint_names(coco)
     pairs = [(i, result_layout.names.index(n), n) for i, n in enumerate(ann_names) if n in result_layout.names]
     if not pairs:
         raise DataError("annotations", "categories.keypoints",
@@ -481,8 +477,18 @@ def _coco_on_joints(coco, joints: list[int]):
     return reduced
 
 
+def _annotation_sigmas(names: list[str]) -> np.ndarray:
+    """OKS sigmas of an annotation file's joints: COCO's for COCO-17 files (also for 17
+    joints named otherwise, as COCOeval has them by index), else the default per joint
+    (what a ``data.layout: from_data`` model is validated with)."""
+    if len(names) == len(COCO_SIGMAS):
+        return COCO_SIGMAS
+    return np.full(len(names), DEFAULT_OKS_SIGMA)
+
+
 def evaluate_results_file(ann_file: Any, results_file: Any, sigmas: np.ndarray | None = None,
-                          verbose: bool = False, layout: str | None = None) -> dict:
+                          verbose: bool = False, layout: str | None = None,
+                          joints: Sequence[str] | None = None) -> dict:
     """Validate a COCO keypoint results file against the annotations and evaluate it.
 
     ``layout``: the results' keypoint layout when it is not the annotations' own (e.g.
@@ -490,29 +496,112 @@ def evaluate_results_file(ann_file: Any, results_file: Any, sigmas: np.ndarray |
     computed over the joints the two share by name (12 body joints for LSP or MPII on
     COCO: no eyes, ears or nose), with the annotations' sigmas of those joints and each
     person's visible-joint count recounted; the metrics name the joints used.
-    """
-    if layout is None:
-        return coco_keypoint_eval(ann_file, results_file, sigmas=sigmas, verbose=verbose)
-    from slimpose.keypoints import get_layout
 
-    result_layout = get_layout(layout)
+    ``joints``: score only these joints (annotation names, e.g. the 12 body joints of a
+    COCO-17 model): OKS AP over them, as for ``layout``, with the sigmas of those joints
+    (``sigmas``, one per annotation joint, else COCO's for 17 joints, else
+    ``DEFAULT_OKS_SIGMA``), and PCK over them (:func:`results_pck`); the metrics name them.
+    """
+    if layout is None and joints is None:
+        return coco_keypoint_eval(ann_file, results_file, sigmas=sigmas, verbose=verbose)
     coco = _load_coco(ann_file, verbose)
     data, source = _load_results(results_file)
-    gt_idx, res_idx, names = shared_joints(coco, result_layout)
-    k = result_layout.num_keypoints
+    if layout is not None:
+        from slimpose.keypoints import get_layout
+
+        result_layout = get_layout(layout)
+        gt_idx, res_idx, names = shared_joints(coco, result_layout)
+        k = result_layout.num_keypoints
+        what = f"for layout {layout!r}"
+        ann_sigmas = {n: s for n, s in zip(COCO17.names, COCO_SIGMAS)}
+        missing = [n for n in names if n not in ann_sigmas]
+        if sigmas is None and missing:
+            raise ValueError(f"no OKS sigma known for joint(s) {', '.join(missing)}: pass sigmas")
+        name_sigmas = None if sigmas is None else dict(zip(names, np.asarray(sigmas, dtype=np.float64).reshape(-1)))
+        sigma_of = (lambda n: ann_sigmas[n]) if sigmas is None else (lambda n: name_sigmas[n])
+    else:
+        names = annotation_joint_names(coco)
+        gt_idx = res_idx = list(range(len(names)))
+        k = len(names)
+        what = "for the annotations' keypoints"
+        sig = _annotation_sigmas(names) if sigmas is None else np.asarray(sigmas, dtype=np.float64).reshape(-1)
+        if len(sig) != k:
+            raise ValueError(f"{len(sig)} sigmas for {k} keypoints")
+        name_sigmas = dict(zip(names, sig))
+        sigma_of = name_sigmas.__getitem__
+    if joints is not None:
+        joints = list(joints)
+        unknown = [j for j in joints if j not in names]
+        if not joints or unknown or len(set(joints)) != len(joints):
+            problem = f"{', '.join(unknown)}: not joint names" if unknown else "empty or repeated names"
+            raise ConfigError(f"joints: {problem}; give distinct names of {', '.join(names)}")
+        keep = [names.index(j) for j in joints]
+        gt_idx, res_idx, names = [gt_idx[i] for i in keep], [res_idx[i] for i in keep], joints
     reduced = []
     for i, r in enumerate(data if isinstance(data, list) else []):
         kp = r.get("keypoints") if isinstance(r, dict) else None
         if not (isinstance(kp, list) and len(kp) == 3 * k and all(is_finite_number(v) for v in kp)):
-            raise DataError(source, "keypoints", f"entry {i}: expected {3 * k} values for layout {layout!r} "
+            raise DataError(source, "keypoints", f"entry {i}: expected {3 * k} values {what} "
                             f"({k} keypoints x [x, y, score], finite numbers)")
         reduced.append({**r, "keypoints": np.asarray(kp, dtype=np.float64).reshape(k, 3)[res_idx].reshape(-1).tolist()})
-    ann_sigmas = {n: s for n, s in zip(COCO17.names, COCO_SIGMAS)}
-    missing = [n for n in names if n not in ann_sigmas]
-    if sigmas is None and missing:
-        raise ValueError(f"no OKS sigma known for joint(s) {', '.join(missing)}: pass sigmas")
-    sig = np.asarray([ann_sigmas[n] for n in names]) if sigmas is None else sigmas
+    sig = np.asarray([sigma_of(n) for n in names], dtype=np.float64)
     on_joints = _coco_on_joints(coco, gt_idx)
-    metrics: dict = _score(on_joints, validate_results(reduced or data, on_joints, source), sig, verbose)
+    dets = validate_results(reduced or data, on_joints, source)
+    metrics: dict = _score(on_joints, dets, sig, verbose)
+    if joints is not None:
+        metrics.update(results_pck(on_joints, dets, sig))
     metrics["joints"] = names
     return metrics
+
+
+def annotation_joint_names(coco) -> list[str]:
+    """The joint names of the annotations' one keypoint category."""
+    cats = [c for c in coco.dataset.get("categories", []) if c.get("keypoints")]
+    if len(cats) != 1:
+        raise DataError("annotations", "categories", f"expected one keypoint category, found {len(cats)}")
+    return list(cats[0]["keypoints"])
+
+
+def results_pck(coco, dets: list[dict], sigmas: np.ndarray, thr: float = 0.2) -> dict[str, float]:
+    """PCK of results against annotations, normalised by each person's box (its longer
+    side, :func:`slimpose.metrics.pck.box_sizes`). In every image the results, best score
+    first, each take the unmatched annotated person (not crowd, a joint labelled) they
+    have the highest OKS with (``sigmas``); a person no result takes has every labelled
+    joint wrong. "PCK" at ``thr``, "PCK@0.1" at 0.1, over the labelled (person, joint) pairs."""
+    from slimpose.metrics.pck import box_sizes, keypoint_pck_accuracy
+
+    k = len(sigmas)
+    people = [a for a in coco.dataset["annotations"] if not a.get("iscrowd", 0) and a.get("keypoints")
+              and (np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)[:, 2] > 0).any()]
+    if not people:
+        return {"PCK": float("nan"), "PCK@0.1": float("nan")}
+    results_of, people_of = defaultdict(list), defaultdict(list)
+    for d in dets:
+        results_of[d["image_id"]].append(d)
+    for i, a in enumerate(people):
+        people_of[a["image_id"]].append(i)
+    # a person no result takes: every labelled joint wrong (a prediction infinitely far off)
+    pred = np.full((len(people), k, 2), np.inf)
+    for image_id, free in people_of.items():
+        for d in sorted(results_of.get(image_id, []), key=lambda d: -d["score"]):
+            if not free:
+                break
+            kpt = np.asarray(d["keypoints"], dtype=np.float64).reshape(k, 3)
+            best = free[int(np.argmax([_oks_one(kpt, people[i], sigmas) for i in free]))]
+            pred[best] = kpt[:, :2]
+            free = [i for i in free if i != best]
+    gt = np.stack([np.asarray(a["keypoints"], dtype=np.float64).reshape(k, 3) for a in people])
+    norm = box_sizes(np.asarray([a.get("bbox") or [0.0, 0.0, 0.0, 0.0] for a in people], dtype=np.float64))
+    _, mean, _ = keypoint_pck_accuracy(pred, gt[..., :2], gt[..., 2] > 0, thr, norm)
+    _, mean01, _ = keypoint_pck_accuracy(pred, gt[..., :2], gt[..., 2] > 0, 0.1, norm)
+    return {"PCK": mean, "PCK@0.1": mean01}
+
+
+def _oks_one(kpt: np.ndarray, ann: dict, sigmas: np.ndarray) -> float:
+    """COCOeval's OKS of one result (K, 3) with one annotated person (labelled joints only)."""
+    g = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+    vis = g[:, 2] > 0
+    area = float(ann.get("area") or 0.0) or float(np.prod((ann.get("bbox") or [0, 0, 1, 1])[2:]))
+    d2 = ((kpt[:, :2] - g[:, :2]) ** 2).sum(axis=1)
+    e = d2 / (2 * (2 * sigmas) ** 2 * (area + np.spacing(1)))
+    return float(np.exp(-e[vis]).mean()) if vis.any() else 0.0

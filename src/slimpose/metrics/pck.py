@@ -1,4 +1,5 @@
-"""PCK metrics: MPII PCKh (HRNet's evaluate) and LSP PCK with the torso normaliser.
+"""PCK metrics: MPII PCKh (HRNet's evaluate), LSP PCK with the torso normaliser, and
+:func:`layout_pck` for any layout: its torso if it names one, else the box size.
 
 Numpy only. All values are fractions in [0, 1] (multiply by 100 for the percentages
 papers print); NaN where nothing was labelled.
@@ -138,11 +139,52 @@ def lsp_pck(
     if not layout.torso:
         raise ValueError(f"layout {layout.name!r} has no torso joints for PCK normalisation")
     p, g, m = _as_arrays(pred, gt, mask)
-    a, b = layout.torso
-    torso = np.linalg.norm(g[:, a] - g[:, b], axis=-1)
-    torso = np.where(m[:, a] & m[:, b] & np.isfinite(torso), torso, 0.0)
+    torso = torso_sizes(g, m, layout.torso)
     per, mean, _ = keypoint_pck_accuracy(p, g, m, thr, torso)
     _, mean01, _ = keypoint_pck_accuracy(p, g, m, 0.1, torso)
+    out = _group_values(layout, per, head_top_only=False)
+    out["PCK"] = mean
+    out["PCK@0.1"] = mean01
+    return out
+
+
+def box_sizes(boxes_xywh: np.ndarray) -> np.ndarray:
+    """The box-size PCK normaliser: each box's longer side, max(w, h) (MMPose's ``bbox``
+    normalisation), from boxes (N, 4) as [x, y, w, h]."""
+    b = np.asarray(boxes_xywh, dtype=np.float64)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must be (N, 4) [x, y, w, h], got shape {b.shape}")
+    return np.maximum(b[:, 2], b[:, 3])
+
+
+def torso_sizes(gt: np.ndarray, mask: np.ndarray, torso: tuple[int, int]) -> np.ndarray:
+    """||gt[torso[0]] - gt[torso[1]]|| per person; 0 (no normaliser) where either is unlabelled."""
+    g = np.asarray(gt, dtype=np.float64)[..., :2]
+    m = np.asarray(mask).astype(bool)
+    a, b = torso
+    size = np.linalg.norm(g[:, a] - g[:, b], axis=-1)
+    return np.where(m[:, a] & m[:, b] & np.isfinite(size), size, 0.0)
+
+
+def layout_pck(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    mask: np.ndarray,
+    layout: KeypointLayout,
+    boxes_xywh: np.ndarray | None = None,
+    thr: float = 0.2,
+) -> dict[str, float]:
+    """PCK for any layout: normalised by the layout's ``torso`` pair where it has one
+    (:func:`torso_sizes`), else by the person boxes' longer side (:func:`box_sizes`,
+    ``boxes_xywh`` then required). "PCK" at ``thr``, "PCK@0.1" at 0.1, pooled over the
+    labelled (person, joint) pairs, and the layout's groups as :func:`lsp_pck` gives them."""
+    if layout.torso:
+        return lsp_pck(pred, gt, mask, layout, thr=thr)
+    if boxes_xywh is None:
+        raise ValueError(f"layout {layout.name!r} names no torso joints: PCK needs the person boxes")
+    norm = box_sizes(boxes_xywh)
+    per, mean, _ = keypoint_pck_accuracy(pred, gt, mask, thr, norm)
+    _, mean01, _ = keypoint_pck_accuracy(pred, gt, mask, 0.1, norm)
     out = _group_values(layout, per, head_top_only=False)
     out["PCK"] = mean
     out["PCK@0.1"] = mean01

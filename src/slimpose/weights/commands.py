@@ -88,7 +88,7 @@ def _pack(args: argparse.Namespace) -> int:
     from slimpose.engine.evaluate import evaluate
     from slimpose.engine.builders import build_codec_for, build_model_for, checkpoint_meta
     from slimpose.io import write_json_atomic
-    from slimpose.keypoints import get_layout
+    from slimpose.data.layouts import resolve_layout
 
     if not (args.run and args.name):
         raise ConfigError("pack needs RUN_DIR and --name")
@@ -113,7 +113,7 @@ def _pack(args: argparse.Namespace) -> int:
                           f"(this run: layout {cfg.data.layout!r}, validation type {cfg.data.val.type!r})")
     out_dir = Path(args.dir) if args.dir else WEIGHTS_DIR
     onnx_path, pth_path, manifest_path = (out_dir / f"{args.name}{ext}" for ext in (".onnx", ".pth", ".json"))
-    layout = get_layout(cfg.data.layout)
+    layout = resolve_layout(cfg)
     size = tuple(cfg.data.input_size)
     with tempfile.TemporaryDirectory(prefix="slimpose-pack-") as tmp:
         float_path = Path(tmp) / "float.onnx" if args.int8 else onnx_path
@@ -135,7 +135,7 @@ def _pack(args: argparse.Namespace) -> int:
     if args.int8:  # the figure of the file that ships
         from slimpose.deploy.evaluate import evaluate_onnx
 
-        metrics = evaluate_onnx(onnx_path, cfg.data.val, cfg.data.layout, flip=cfg.test.flip)
+        metrics = evaluate_onnx(onnx_path, cfg.data.val, layout, flip=cfg.test.flip)
     manifest = {
         "name": args.name, "file": onnx_path.name, "checkpoint": pth_path.name, "model": cfg.model.name,
         "input_size": list(size), "layout": layout.name, "decode": cfg.test.decode,
