@@ -183,6 +183,13 @@ def test_a_real_full_disk_in_a_small_tmpfs(config_file, reference, tmp_path):
     assert_same_weights(weights(tmp_path / "last.pth"), weights(reference / "last.pth"))
 
 
+def _interruptible() -> None:
+    """A job started in the background by a non-interactive shell (nohup, `&`) inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the suite run
+    that way would wait forever for a Ctrl-C that is never delivered."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(path: Path, proc, seconds=120):
     deadline = time.time() + seconds
     while not path.exists():
@@ -196,7 +203,7 @@ def test_a_second_run_in_a_folder_in_use_is_refused_even_with_overwrite(config_f
     work_dir = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "slimpose", "train", str(config_file), "--work-dir", str(work_dir),
                               "--set", "train.epochs=100000", "train.val_interval=0"], env=ENV, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_interruptible)
     _wait_for(work_dir / "config.yaml", first)
     for extra in ([], ["--overwrite"]):
         second = slimpose("train", config_file, "--work-dir", work_dir, *extra)
