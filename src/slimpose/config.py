@@ -111,8 +111,10 @@ class DataConfig:
 class ModelConfig:
     name: str = "tinypose"
     kwargs: dict = field(default_factory=dict)
-    # Weights to start from (e.g. ImageNet RepVGG for RepNet's backbone): keys are mapped
-    # by the model's registry weight filter and what does not fit is skipped and reported.
+    # Weights to start from: a checkpoint file or a shipped weight's name (e.g. ImageNet
+    # RepVGG for RepNet's backbone, or lpn_50_lsp_192x144 for a COCO-17 model). Keys are
+    # mapped by the model's registry weight filter, the output rows of joints both layouts
+    # name are copied by name, and what does not fit is skipped and reported.
     pretrained: str = ""
     # Options of the model's training head (slimpose.heads: its loss terms and what it does
     # when a stage ends), checked by the head when the model is built; e.g. RepNet's

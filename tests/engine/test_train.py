@@ -16,6 +16,7 @@ from slimpose.engine.train import Trainer, build_optimizer, learning_rate
 from slimpose.errors import TrainingDiverged
 from slimpose.errors import CheckpointError, ConfigError
 from slimpose.models import build_model
+from slimpose.weights import resolve_checkpoint
 
 from engine_testdata import small_config, torchrun_train
 
@@ -310,6 +311,23 @@ def test_pretrained_backbone_weights_load_through_the_model_filter(synth, tmp_pa
     report = load_partial_weights(fresh, {"model": donor.state_dict()})
     assert report["missing"] == [] and report["unmatched"] == []
     assert all(torch.equal(v, donor.state_dict()[k]) for k, v in fresh.state_dict().items())
+
+
+def test_pretrained_shipped_lsp_weight_starts_a_coco_model_by_joint_name(synth, tmp_path, capsys):
+    """model.pretrained takes a shipped weight's name; its 14 LSP output rows go to the
+    COCO model's joints of the same name and the report names them."""
+    cfg = small_config(synth, epochs=1)
+    cfg["model"] = {"name": "lpn_50", "pretrained": "lpn_50_lsp_192x144"}
+    trainer = Trainer(config_from_dict(cfg), tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "output rows carried over by joint name for 12 of 17 joints" in out
+    assert "starting fresh: nose, left_eye, right_eye, left_ear, right_ear" in out
+    shipped = load_checkpoint(resolve_checkpoint("lpn_50_lsp_192x144"))
+    lsp = shipped["meta"]["layout"]["names"]
+    own = trainer.model.state_dict()["final.weight"]
+    assert torch.equal(own[trainer.layout.names.index("left_knee")], shipped["model"]["final.weight"][lsp.index("left_knee")])
+    backbone = [k for k in shipped["model"] if not k.startswith("final.")]
+    assert all(torch.equal(trainer.model.state_dict()[k], shipped["model"][k]) for k in backbone)
 
 
 def test_channels_last_and_compiled_training_match_the_plain_run(synth, tmp_path):

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from slimpose.errors import CheckpointError
 from slimpose.io import atomic_write
+from slimpose.models import build_model
 
 
 # The state dicts of weights a checkpoint carries, each with its digest under DIGESTS:
@@ -112,26 +113,41 @@ def load_model_weights(model: nn.Module, checkpoint: str | Path | dict) -> dict:
     return state
 
 
-def load_partial_weights(model: nn.Module, checkpoint: str | Path | dict) -> dict:
+def load_partial_weights(model: nn.Module, checkpoint: str | Path | dict,
+                         joint_names: list[str] | tuple[str, ...] | None = None) -> dict:
     """Start from weights of another network or a backbone alone (ImageNet RepVGG into
     RepNet's backbone): each key goes through the model's registry ``weight_filter``
     (foreign key → own key, or None to drop it; identity when the model has none), and
     whatever then matches a parameter or buffer of the same shape is loaded.
 
-    Returns ``{"loaded": n, "dropped": [...], "unmatched": [...], "missing": [...]}``;
-    loading nothing at all is a CheckpointError (the wrong file, or a model without a filter).
+    With ``joint_names`` (the model's layout) and a checkpoint whose metadata names its
+    joints in another order or set, the output layer's rows are matched by joint name:
+    the rows of each joint both layouts name are copied, the others keep their
+    initialisation. A checkpoint that names no joints loads by shape alone.
+
+    Returns ``{"loaded": n, "dropped": [...], "unmatched": [...], "missing": [...],
+    "joints_carried": [...], "joints_fresh": [...]}`` (the joint lists are empty when no
+    rows were matched by name); loading nothing at all is a CheckpointError (the wrong
+    file, or a model without a filter).
     """
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "weights"
     state = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
     weights = model_state_from(state)
     info = getattr(model, "model_info", None)
     rename = (info.weight_filter if info and info.weight_filter else None) or (lambda key: key)
+    source_names = ((state.get("meta") or {}).get("layout") or {}).get("names")
+    by_name = bool(joint_names and source_names and list(source_names) != list(joint_names))
+    joint_rows = per_joint_rows(model) if by_name else {}
+    pairs = [(source_names.index(n), i) for i, n in enumerate(joint_names) if n in source_names] if by_name else []
     own = model.state_dict()
     take, dropped, unmatched = {}, [], []
     for key, value in weights.items():
         target = rename(key)
         if target is None:
             dropped.append(key)
+        elif target in joint_rows:
+            rows = _rows_by_name(own[target], value, joint_rows[target], len(source_names), pairs)
+            (unmatched.append(key) if rows is None else take.__setitem__(target, rows))
         elif target in own and tuple(own[target].shape) == tuple(value.shape):
             take[target] = value
         else:
@@ -140,8 +156,42 @@ def load_partial_weights(model: nn.Module, checkpoint: str | Path | dict) -> dic
         raise CheckpointError(f"{source}: no weight fits model {getattr(model, 'model_name', type(model).__name__)!r} "
                               f"({len(unmatched)} unmatched, e.g. {', '.join(unmatched[:3]) or 'none'})")
     model.load_state_dict(take, strict=False)
+    carried = [joint_names[i] for _, i in pairs]
     return {"loaded": len(take), "dropped": dropped, "unmatched": unmatched,
-            "missing": sorted(set(own) - set(take))}
+            "missing": sorted(set(own) - set(take)),
+            "joints_carried": carried,
+            "joints_fresh": [n for n in joint_names if n not in carried] if by_name else []}
+
+
+def per_joint_rows(model: nn.Module) -> dict[str, int]:
+    """The model's tensors that hold a block of rows per joint (its output layers), each
+    with its rows per joint: the keys whose first dimension grows when the same
+    registered model is built with one joint more (on the meta device, so nothing is
+    allocated). Rows are joint-major, as every output layer here lays them out."""
+    k = model.num_joints
+    with torch.device("meta"):
+        wider = build_model(model.model_name, num_joints=k + 1, input_size=model.input_size,
+                            **getattr(model, "build_kwargs", {})).state_dict()
+    rows = {}
+    for key, tensor in model.state_dict().items():
+        other = wider.get(key)
+        if other is not None and tensor.dim() and other.shape[0] != tensor.shape[0]:
+            per_joint, rest = divmod(tensor.shape[0], k)
+            if not rest and other.shape[0] == per_joint * (k + 1):
+                rows[key] = per_joint
+    return rows
+
+
+def _rows_by_name(own: torch.Tensor, value: torch.Tensor, per_joint: int, source_joints: int,
+                  pairs: list[tuple[int, int]]) -> torch.Tensor | None:
+    """``own`` with the row blocks of the joints in ``pairs`` (source, own) taken from
+    ``value``; None when ``value`` is not that layer for ``source_joints`` joints."""
+    if value.shape[0] != per_joint * source_joints or tuple(value.shape[1:]) != tuple(own.shape[1:]):
+        return None
+    rows = own.clone()
+    for src, dst in pairs:
+        rows[dst * per_joint:(dst + 1) * per_joint] = value[src * per_joint:(src + 1) * per_joint]
+    return rows
 
 
 def _input_size_tied(model: nn.Module) -> bool:

@@ -35,6 +35,7 @@ from slimpose.engine.rundir import (claim_work_dir, copy_last_checkpoint, keep_p
 from slimpose.errors import ConfigError, OutputError, TrainingDiverged
 from slimpose.io import write_json_atomic
 from slimpose.models import get_model_entry
+from slimpose.weights import resolve_checkpoint
 
 
 @dataclass
@@ -76,11 +77,7 @@ class Trainer:
         self.head = build_head_for(cfg)
         self.model = build_model_for(cfg, self.head.model_kwargs())
         if cfg.model.pretrained:
-            report = load_partial_weights(self.model, cfg.model.pretrained)
-            if self.info.is_main:
-                print(f"slimpose: model.pretrained: {report['loaded']} tensors from {cfg.model.pretrained} "
-                      f"({len(report['dropped'])} dropped by the model's filter, {len(report['unmatched'])} unmatched, "
-                      f"{len(report['missing'])} of the model's left at their initialisation)")
+            self._load_pretrained(cfg.model.pretrained)
         self.model = self.model.to(self.info.device)
         problem = get_model_entry(cfg.model.name).info.channels_last_cpu_problem
         if tc.channels_last and self.info.device.type == "cpu" and problem:
@@ -113,6 +110,21 @@ class Trainer:
         self.loss_watch = LossWatch()
 
     # ---------------------------------------------------------------- checkpoints
+    def _load_pretrained(self, name_or_path: str) -> None:
+        """model.pretrained: a checkpoint file or a shipped weight's name; the output
+        layer's rows follow the joints by name when the layouts differ."""
+        report = load_partial_weights(self.model, resolve_checkpoint(name_or_path), joint_names=self.layout.names)
+        if not self.info.is_main:
+            return
+        print(f"slimpose: model.pretrained: {report['loaded']} tensors from {name_or_path} "
+              f"({len(report['dropped'])} dropped by the model's filter, {len(report['unmatched'])} unmatched, "
+              f"{len(report['missing'])} of the model's left at their initialisation)")
+        if report["joints_carried"] or report["joints_fresh"]:
+            carried, fresh = report["joints_carried"], report["joints_fresh"]
+            print(f"slimpose: model.pretrained: output rows carried over by joint name for {len(carried)} of "
+                  f"{len(carried) + len(fresh)} joints ({', '.join(carried) or 'none'}); "
+                  f"starting fresh: {', '.join(fresh) or 'none'}")
+
     def _checkpoint(self, improved: list[str], summary: dict | None) -> dict:
         s = self.state
         # "model" is what evaluation and export read; a callback may replace it (the average).

@@ -152,4 +152,7 @@ def build_model(name: str, **kwargs) -> nn.Module:
     model.input_size = kw["input_size"]
     model.model_name = name
     model.model_info = entry.info
+    # The other arguments, so that the same network can be built again with another
+    # number of joints (engine.checkpoint finds the per-joint output rows that way).
+    model.build_kwargs = {k: v for k, v in kwargs.items() if k not in ("num_joints", "input_size")}
     return model
