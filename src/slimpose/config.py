@@ -364,8 +364,7 @@ def _check_layout(data: DataConfig) -> None:
 def _check_train_mix(data: DataConfig) -> None:
     """``data.train_mix``: each source's fields, its ratio and, where ``data.layout`` names a
     registered layout, that its layout shares joint names with it (else when the data is read)."""
-    from slimpose.data.layouts import FROM_DATA
-    from slimpose.data.mixed import mix_source_layout
+    from slimpose.data.layouts import FROM_DATA, mix_source_layout
     from slimpose.keypoints import get_layout
 
     _check(data.train_ratio > 0, "data.train_ratio", f"must be positive, got {data.train_ratio}")

@@ -20,26 +20,10 @@ import torch
 from torch.utils.data import Sampler
 
 from slimpose.data.base import DataSource
+from slimpose.data.layouts import mix_source_layout
 from slimpose.data.sources import build_source
 from slimpose.data.types import PersonInstance
-from slimpose.errors import ConfigError
-from slimpose.keypoints import KeypointLayout, get_layout, list_layouts
-
-# The layout a data set type is read in when its train_mix entry names none.
-TYPE_LAYOUTS = {"coco": "coco", "synthetic": "coco", "mpii": "mpii", "lsp": "lsp", "lspet": "lsp"}
-
-
-def mix_source_layout(ds, target: KeypointLayout, where: str) -> KeypointLayout:
-    """The layout a ``data.train_mix`` entry is read in; a ConfigError naming ``where``'s
-    field if it is unknown or shares no joint name with ``target``."""
-    name = ds.layout or TYPE_LAYOUTS.get((ds.type or "").lower(), "")
-    if name not in list_layouts():
-        raise ConfigError(f"{where}.layout: unknown value {name!r}; known: {', '.join(list_layouts())}")
-    layout = get_layout(name)
-    if not set(layout.names) & set(target.names):
-        raise ConfigError(f"{where}.layout: the {name!r} layout shares no joint name with data.layout "
-                          f"{target.name!r} ({', '.join(target.names)})")
-    return layout
+from slimpose.keypoints import KeypointLayout
 
 
 def joint_map(source: KeypointLayout, target: KeypointLayout) -> np.ndarray:
