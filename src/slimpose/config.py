@@ -42,6 +42,23 @@ quantize and infer need only them (and the validation data)::
       oks_sigmas: [0.05]                      # optional: one for all joints, or one each
       pck_torso: [neck, pelvis]               # optional
 
+Mixed training data: ``data.train_mix`` lists more training data sets, each a
+``data.train``-like section (``type``, ``ann_file``, ``img_dir``, ``first``/``last``, ...)
+with its own ``layout`` (a registered one; default the type's: coco, mpii, lsp) and a
+sampling ``ratio``; ``data.train_ratio`` is data.train's. Each is read in its own layout
+and its joints are mapped into ``data.layout`` by name (``left_knee`` to ``left_knee``;
+the registered COCO, MPII and LSP layouts name their shared joints alike); a joint a data
+set lacks gets target weight 0, so it adds no loss and no gradient. An epoch draws as
+many crops as all sources hold together, each source its share by ratio
+(:class:`slimpose.data.mixed.RatioSampler`)::
+
+    data:
+      layout: coco
+      train: {type: coco, ann_file: ..., img_dir: ...}
+      train_ratio: 1
+      train_mix:
+        - {type: lsp, ann_file: "${data_root}/lspet/joints.mat", first: 1, last: 8000, ratio: 1}
+
 Overrides use dotted paths and YAML values: ``--set train.lr=5e-4 data.train.last=2000``;
 they are applied after composition, and may use ``${data_root}`` too (quote it for the shell).
 """
@@ -68,9 +85,19 @@ class DatasetConfig:
     headbox_file: str = ""  # MPII mpii_gt_val.mat, for PCKh
     det_file: str = ""  # COCO person-detection results JSON; empty = ground-truth boxes
     det_score_thr: float = 0.0
-    first: int | None = None  # LSP image-number range, 1-based, inclusive
+    # LSP image numbers, or places in a COCO-format file's images list; 1-based, inclusive
+    first: int | None = None
     last: int | None = None
     limit: int | None = None  # keep only the first N person instances (quick runs)
+
+
+@dataclass
+class MixSourceConfig(DatasetConfig):
+    """One more training data set of ``data.train_mix``: read in its own ``layout`` and
+    mapped into ``data.layout`` by joint name (module docstring)."""
+
+    layout: str = ""  # a registered layout; empty = the type's own (coco, mpii or lsp)
+    ratio: float = 1.0  # its share of the draws, relative to data.train_ratio and the others'
 
 
 @dataclass
@@ -103,6 +130,10 @@ class DataConfig:
     val_batch_size: int = 64
     workers: int = 2
     train: DatasetConfig = field(default_factory=DatasetConfig)
+    # More training data sets, each with its own layout and a sampling ratio (module
+    # docstring); data.train_ratio is data.train's share. Empty: data.train alone.
+    train_mix: tuple[MixSourceConfig, ...] = ()
+    train_ratio: float = 1.0
     val: DatasetConfig = field(default_factory=DatasetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -208,6 +239,8 @@ def _coerce(value, annotation, where: str):
         item_type = args[0] if args else typing.Any
         if len(args) == 2 and args[1] is not Ellipsis and len(value) != 2:
             raise ConfigError(f"{where}: expected 2 values, got {value!r}")
+        if dataclasses.is_dataclass(item_type):  # a list of sections: name each one
+            return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
         return tuple(_coerce(v, item_type, where) for v in value)
     if origin is dict or annotation is dict:
         if not isinstance(value, dict):
@@ -330,6 +363,22 @@ def _check_layout(data: DataConfig) -> None:
     _check(all(s > 0 for s in data.oks_sigmas), "data.oks_sigmas", f"must be positive, got {list(data.oks_sigmas)}")
 
 
+def _check_train_mix(data: DataConfig) -> None:
+    """``data.train_mix``: each source's fields, its ratio and, where ``data.layout`` names a
+    registered layout, that its layout shares joint names with it (else when the data is read)."""
+    from slimpose.data.layouts import FROM_DATA, mix_source_layout
+    from slimpose.keypoints import get_layout
+
+    _check(data.train_ratio > 0, "data.train_ratio", f"must be positive, got {data.train_ratio}")
+    for i, mix in enumerate(data.train_mix):
+        where = f"data.train_mix[{i}]"
+        _check_dataset(mix, where)
+        _check(bool(mix.ann_file), f"{where}.ann_file", "not set: the annotations of this training source")
+        _check(mix.ratio > 0, f"{where}.ratio", f"must be positive, got {mix.ratio}")
+        if data.layout != FROM_DATA:
+            mix_source_layout(mix, get_layout(data.layout), where)
+
+
 def _check_data(data: DataConfig) -> None:
     _check_layout(data)
     h, w = data.input_size
@@ -340,6 +389,7 @@ def _check_data(data: DataConfig) -> None:
     _check(data.workers >= 0, "data.workers", f"must be 0 or more, got {data.workers}")
     _check_dataset(data.train, "data.train")
     _check_dataset(data.val, "data.val")
+    _check_train_mix(data)
     aug = data.augment
     for name in ("flip_prob", "half_body_prob", "rotation_prob", "shift_prob"):
         _check_probability(getattr(aug, name), f"data.augment.{name}")
@@ -433,7 +483,7 @@ _MOVED_TO_HEAD = {
 # Fields added since 0.1.0, with the values that keep an older saved config's meaning:
 # filled in where a config written before them lacks them.
 _ADDED_FIELDS = {
-    "data": {"flip_pairs": None, "oks_sigmas": [], "pck_torso": []},
+    "data": {"flip_pairs": None, "oks_sigmas": [], "pck_torso": [], "train_mix": [], "train_ratio": 1.0},
 }
 
 

@@ -8,6 +8,9 @@ is unlabelled, an annotation whose box does is skipped, also in the ground truth
 ``evaluate`` scores against. Every skip is counted in ``skipped``.
 With ``det_file`` (COCO results JSON of person detections) the instances are the
 detections of category 1 with score > ``det_score_thr`` (evaluation only).
+``first``/``last`` (1-based, inclusive) keep the images at those places of the file's
+``images`` list, e.g. to hold a few training images out as a validation split; the
+annotations (or detections) of the others are skipped and left out of the evaluation.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ def _plain(value):
 
 class CocoSource(DataSource):
     def __init__(self, ann_file: str | Path, img_dir: str | Path, layout: KeypointLayout, aspect_ratio: float,
-                 train: bool = True, det_file: str | Path = "", det_score_thr: float = 0.0, name: str = "coco"):
+                 train: bool = True, det_file: str | Path = "", det_score_thr: float = 0.0, name: str = "coco",
+                 first: int | None = None, last: int | None = None):
         super().__init__(name=name, layout=layout, main_metric="AP")
         self.ann_file = str(ann_file)
         self.img_dir = Path(img_dir)
@@ -50,6 +54,7 @@ class CocoSource(DataSource):
         self.det_file = str(det_file or "")
         data = load_json(self.ann_file, "ann_file")
         images = self._read_images(data)
+        self.kept_ids = None if first is None and last is None else self._image_range(images, first, last)
         if self.det_file:
             if train:
                 raise DataError(self.det_file, "det_file", "detections carry no keypoints: use det_file for "
@@ -67,7 +72,23 @@ class CocoSource(DataSource):
         if not ds.img_dir:
             raise DataError(ds.ann_file or "config", "img_dir", "not set: the folder of the images")
         return cls(ds.ann_file, ds.img_dir, layout, aspect_ratio, train=train,
-                   det_file=ds.det_file, det_score_thr=ds.det_score_thr, name=ds.type)
+                   det_file=ds.det_file, det_score_thr=ds.det_score_thr, name=ds.type, first=ds.first, last=ds.last)
+
+    def _image_range(self, images: dict, first: int | None, last: int | None) -> set:
+        """The ids of the images at places first..last (1-based) of the file's list."""
+        n = len(images)
+        first = 1 if first is None else int(first)
+        last = n if last is None else int(last)
+        if not 1 <= first <= last <= n:
+            raise DataError(self.ann_file, "first/last", f"range {first}..{last} is not inside 1..{n} (the images "
+                            "of the file)")
+        return set(list(images)[first - 1:last])
+
+    def _outside_range(self, image_id) -> bool:
+        if self.kept_ids is not None and image_id not in self.kept_ids:
+            self._skip("outside_first_last")
+            return True
+        return False
 
     # ------------------------------------------------------------------ reading
     def _read_images(self, data) -> dict:
@@ -100,6 +121,8 @@ class CocoSource(DataSource):
         for i, ann in enumerate(data["annotations"]):
             image_id, kpts, bbox = check_keypoint_annotation(ann, f"annotations[{i}]", src, k, images,
                                                              f"the {self.layout.name!r} layout")
+            if self._outside_range(image_id):
+                continue
             # NaN or infinity, which JSON readers accept, would put NaN into the crops and the scores
             if not np.isfinite(bbox).all():
                 self._skip("non_finite_box")
@@ -164,6 +187,8 @@ class CocoSource(DataSource):
             image_id = check_id(det["image_id"], src, f"{where}.image_id")
             if image_id not in images:
                 raise DataError(src, f"{where}.image_id", f"{image_id!r} is not an image of {self.ann_file}")
+            if self._outside_range(image_id):
+                continue
             if not det["score"] > score_thr:
                 self._skip("low_score")
                 continue
@@ -184,12 +209,12 @@ class CocoSource(DataSource):
     def _ground_truth(self):
         """The annotations that COCOeval scores against: the file less what this source
         refused (joints and boxes holding NaN or infinity, as in ``_read_annotations``) and,
-        for a truncated source, only the images it covers (so a quick run is not scored on
-        unseen images)."""
+        for a truncated source or one of ``first``/``last``, only the images it covers (so a
+        run is not scored on images it did not see)."""
         from slimpose.metrics.coco import ground_truth_coco
 
         data = load_json(self.ann_file)
-        covered = {inst.image_id for inst in self.instances} if self.skipped.get("limit") else None
+        covered = {inst.image_id for inst in self.instances} if self.skipped.get("limit") else self.kept_ids
         annotations = []
         for ann in data["annotations"]:
             if (covered is not None and ann["image_id"] not in covered) or not np.isfinite(ann["bbox"]).all():

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 
 from slimpose.data.base import DataSource, read_image
 from slimpose.data.layouts import resolve_layout
+from slimpose.data.mixed import build_mixed_source
 from slimpose.data.sources import build_source
 from slimpose.data.transforms import Compose, NormalizeImage, build_pipeline
 from slimpose.models.registry import get_model_entry
@@ -77,6 +78,8 @@ def build_dataset(cfg, split: str, codec, normalize: bool = True, augment: bool 
 
     ``augment`` defaults to augmenting the train split only; ``augment=False`` gives the
     train split's instances cropped as a test crop is (the head refit reads them so).
+    With ``data.train_mix`` the train split's source is a
+    :class:`~slimpose.data.mixed.MixedSource` of all the training sets.
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -85,7 +88,10 @@ def build_dataset(cfg, split: str, codec, normalize: bool = True, augment: bool 
     augment = train if augment is None else augment
     layout = resolve_layout(cfg)
     input_size = tuple(cfg.data.input_size)
-    source = build_source(ds, layout, input_size, train=train)
+    if train and cfg.data.train_mix:
+        source = build_mixed_source(cfg.data, layout, input_size)
+    else:
+        source = build_source(ds, layout, input_size, train=train)
     info = get_model_entry(cfg.model.name).info
     pipeline = build_pipeline(cfg.data.augment, layout, input_size, train=augment, normalize=normalize,
                               normalization=NormalizeImage(info.mean, info.std, info.color_order == "RGB"))

@@ -14,6 +14,9 @@ The file is read once per version of it (path, size, modification time and the t
 fields are the cache key). Where the layout travelled with the weights (a checkpoint's
 ``meta.layout``, an ONNX file's metadata), :func:`pin_layout` makes it the config's, so
 evaluation, calibration and export need no training annotations.
+
+:func:`mix_source_layout` is the layout a ``data.train_mix`` source is read in (torch-free,
+so the config checks it without importing the training data code).
 """
 
 from __future__ import annotations
@@ -147,3 +150,20 @@ def _layout_of_file(resolved: str, version: tuple, path: str, field_name: str, f
         field_of = {"flip pair": "data.flip_pairs", "PCK torso": "data.pck_torso"}
         option = next((f for key, f in field_of.items() if str(e).startswith(key)), "data.oks_sigmas")
         raise ConfigError(f"{option}: {e} (the joints of {path})") from None
+
+
+# The layout a data set type is read in when its train_mix entry names none.
+TYPE_LAYOUTS = {"coco": "coco", "synthetic": "coco", "mpii": "mpii", "lsp": "lsp", "lspet": "lsp"}
+
+
+def mix_source_layout(ds, target: KeypointLayout, where: str) -> KeypointLayout:
+    """The layout a ``data.train_mix`` entry is read in; a ConfigError naming ``where``'s
+    field if it is unknown or shares no joint name with ``target``."""
+    name = ds.layout or TYPE_LAYOUTS.get((ds.type or "").lower(), "")
+    if name not in list_layouts():
+        raise ConfigError(f"{where}.layout: unknown value {name!r}; known: {', '.join(list_layouts())}")
+    layout = get_layout(name)
+    if not set(layout.names) & set(target.names):
+        raise ConfigError(f"{where}.layout: the {name!r} layout shares no joint name with data.layout "
+                          f"{target.name!r} ({', '.join(target.names)})")
+    return layout

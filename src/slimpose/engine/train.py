@@ -21,6 +21,7 @@ from tqdm import tqdm
 from slimpose.config import ExperimentConfig, save_config
 from slimpose.data.dataset import build_dataset
 from slimpose.data.layouts import resolve_layout
+from slimpose.data.mixed import MixedSource, RatioSampler
 from slimpose.engine.builders import (build_codec_for, build_head_for, build_model_for, build_optimizer,
                                       checkpoint_meta, learning_rate, seed_everything)
 from slimpose.engine.callbacks import Callback, default_callbacks
@@ -73,6 +74,8 @@ class Trainer:
             for split, ds in (("train", self.train_set), ("val", self.val_set)):
                 if ds is not None:
                     print(f"slimpose: {split} data {ds.source.summary()}")
+            for part in (self.train_set.source.parts if isinstance(self.train_set.source, MixedSource) else []):
+                print(f"slimpose: train data {part.report(self.layout)}")
 
         self.head = build_head_for(cfg)
         self.model = build_model_for(cfg, self.head.model_kwargs())
@@ -92,8 +95,12 @@ class Trainer:
         if tc.amp and not self.amp and self.info.is_main:
             print("slimpose: train.amp needs CUDA; training in float32", file=sys.stderr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.sampler = DistributedSampler(self.train_set, num_replicas=self.info.world_size, rank=self.info.rank,
-                                          shuffle=True, seed=tc.seed, drop_last=True)
+        if isinstance(self.train_set.source, MixedSource):  # each training set its share by ratio
+            self.sampler = RatioSampler(self.train_set.source.parts, num_replicas=self.info.world_size,
+                                        rank=self.info.rank, seed=tc.seed)
+        else:
+            self.sampler = DistributedSampler(self.train_set, num_replicas=self.info.world_size, rank=self.info.rank,
+                                              shuffle=True, seed=tc.seed, drop_last=True)
         self.loader = DataLoader(self.train_set, batch_size=cfg.data.batch_size, sampler=self.sampler,
                                  num_workers=cfg.data.workers, drop_last=True,
                                  pin_memory=self.info.device.type == "cuda")
