@@ -431,3 +431,39 @@ def test_cvat_svg_without_names_takes_the_sublabels_and_lone_boxes_are_no_person
     (ann,) = data["annotations"]  # the car's box, alone in its group, is not a person
     assert ann["keypoints"] == [1, 2, 2, 5, 6, 2]
     assert ann["bbox"] == pytest.approx([0.6, 1.6, 4.8, 4.8])  # 4 x 4 joints' box grown by 0.4 on each side
+
+
+# ----------------------------------------------------------------------------- --from coco
+def _coco_file(path: Path) -> Path:
+    names = ["nose", "left_eye", "right_eye", "left_shoulder", "right_shoulder"]
+    data = {"images": [{"id": 7, "file_name": "a.jpg", "width": 100, "height": 80}],
+            "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 50, 60],
+                             "area": 3000, "num_keypoints": 4,
+                             "keypoints": [20, 20, 2, 22, 18, 2, 0, 0, 0, 15, 40, 1, 45, 40, 2]}],
+            "categories": [{"id": 1, "name": "person", "keypoints": names, "skeleton": [[1, 2], [1, 3], [4, 5], [2, 4]]}]}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_coco_cut_to_named_joints_keeps_images_boxes_and_edges_between_kept_joints(tmp_path, capsys):
+    src = _coco_file(tmp_path / "full.json")
+    code, out, _ = _run(capsys, "--from", "coco", str(src), "--keypoints",
+                        "right_shoulder,left_shoulder,right_eye", "--out", str(tmp_path / "cut.json"))
+    assert code == 0 and "3 keypoints (right_shoulder, left_shoulder, right_eye)" in out
+    cut = json.loads((tmp_path / "cut.json").read_text())
+    assert cut["images"] == json.loads(src.read_text())["images"]
+    ann = cut["annotations"][0]
+    assert ann["keypoints"] == [45, 40, 2, 15, 40, 1, 0, 0, 0] and ann["num_keypoints"] == 2
+    assert ann["bbox"] == [10, 10, 50, 60]
+    assert cut["categories"][0]["keypoints"] == ["right_shoulder", "left_shoulder", "right_eye"]
+    assert cut["categories"][0]["skeleton"] == [[2, 1]]  # left-right shoulder; the eye's edges went with the nose
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--keypoints", "nose,tail"], "full.json: categories[0].keypoints: has no joint tail"),
+    ([], "--from coco needs the joints to keep"),
+])
+def test_coco_cut_errors_are_one_line(tmp_path, capsys, args, expected):
+    src = _coco_file(tmp_path / "full.json")
+    assert expected in _one_line_error(capsys, "--from", "coco", str(src), *args,
+                                       "--out", str(tmp_path / "cut.json"))

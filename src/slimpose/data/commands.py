@@ -64,20 +64,24 @@ def run_data(args: argparse.Namespace) -> int:
 def _add_convert_arguments(sub) -> None:
     from slimpose.data.convert import BOX_MARGIN, FORMATS
 
-    p = sub.add_parser("convert", help="labelme or CVAT keypoint annotations as a COCO-keypoints JSON",
+    p = sub.add_parser("convert", help="labelme or CVAT keypoint annotations as a COCO-keypoints JSON, or a COCO "
+                       "file cut to some joints",
                        description="Convert keypoint annotations of a labelling tool to a COCO-keypoints JSON that "
                        "the 'coco' data type reads. labelme: a folder of one JSON per image; CVAT: a 'CVAT for "
                        "images 1.1' XML (skeletons or points). A person is a group_id (or a CVAT skeleton); a "
                        "point is v=2, an occluded one v=1. Without a rectangle/box a person's box is its joints' "
-                       f"box grown by {BOX_MARGIN:.0%} of its longer side on each side, clipped to the image.")
-    p.add_argument("input", metavar="INPUT", help="labelme: the folder of JSON files; cvat: the XML file")
+                       f"box grown by {BOX_MARGIN:.0%} of its longer side on each side, clipped to the image. coco: a COCO-keypoints "
+                       "file cut to the joints --keypoints names (a new layout from an existing data set).")
+    p.add_argument("input", metavar="INPUT", help="labelme: the folder of JSON files; cvat: the XML file; coco: the "
+                   "COCO-keypoints JSON")
     p.add_argument("--from", dest="fmt", required=True, choices=FORMATS, help="the labelling tool's format")
     p.add_argument("--out", required=True, help="the COCO JSON to write (kept if it exists, unless --overwrite)")
     p.add_argument("--keypoints", default=None, metavar="A,B,C",
-                   help="joint names in order (default: a CVAT skeleton label's points, else the point labels in "
-                   "the order they first occur)")
+                   help="joint names in order (coco: the joints to keep, required; default: a CVAT skeleton "
+                   "label's points, else the point labels in the order they first occur)")
     p.add_argument("--skeleton", default=None, metavar="A-B,B-C",
-                   help="skeleton edges between joint names (default: a CVAT skeleton label's edges, else none)")
+                   help="skeleton edges between joint names (default: a CVAT skeleton label's edges, coco: the "
+                   "file's edges between kept joints, else none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 

@@ -44,13 +44,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slimpose.data.base import load_json
 from slimpose.errors import DataError, OutputError
 from slimpose.io import write_json_atomic
 from slimpose.metrics.coco import is_finite_number
 
 # Each side of a box made from the joints grows by this fraction of the joints' box's longer side.
 BOX_MARGIN = 0.10
-FORMATS = ("labelme", "cvat")
+FORMATS = ("labelme", "cvat", "coco")
 
 
 # ----------------------------------------------------------------------------- shared
@@ -525,6 +526,52 @@ def cvat_to_coco(path: str | Path, keypoints: Sequence[str] | str | None = None,
     return _coco(images, names, edges, f"converted from CVAT file {path} by slimpose data convert")
 
 
+# ----------------------------------------------------------------------------- coco
+def coco_keypoint_subset(path: str | Path, keypoints: Sequence[str] | str | None,
+                         skeleton: Sequence | str | None = None) -> dict:
+    """A COCO-keypoints file cut to the joints ``keypoints`` names, in that order: a new
+    layout from an existing data set (COCO's face, an upper body). Images, boxes and the
+    other fields stay; each person's ``keypoints`` and ``num_keypoints`` are recomputed;
+    the skeleton keeps the file's edges between kept joints unless ``skeleton`` is given."""
+    source = str(path)
+    data = load_json(path, "INPUT")
+    cats = data.get("categories") if isinstance(data, dict) else None
+    if not isinstance(cats, list) or not cats or not isinstance(cats[0], dict):
+        raise DataError(source, "categories", "missing or empty: a COCO-keypoints file has a person category")
+    all_names = cats[0].get("keypoints")
+    if not isinstance(all_names, list) or not all(isinstance(n, str) for n in all_names):
+        raise DataError(source, "categories[0].keypoints", "missing or not a list of joint names")
+    names = _names_list(keypoints)
+    if names is None:
+        raise DataError("--keypoints", "keypoints", f"--from coco needs the joints to keep, of: {', '.join(all_names)}")
+    unknown = [n for n in names if n not in all_names]
+    if unknown:
+        raise DataError(source, "categories[0].keypoints", f"has no joint {', '.join(unknown)}; it has: "
+                        f"{', '.join(all_names)}")
+    keep = [all_names.index(n) for n in names]
+    if skeleton is None:
+        old_edges = cats[0].get("skeleton") or []
+        edges = [(keep.index(a - 1), keep.index(b - 1)) for a, b in old_edges
+                 if isinstance(a, int) and isinstance(b, int) and a - 1 in keep and b - 1 in keep]
+    else:
+        edges = _skeleton_pairs(skeleton, names)
+    annotations = []
+    for i, ann in enumerate(data.get("annotations") or []):
+        kps = ann.get("keypoints") if isinstance(ann, dict) else None
+        if kps is None:
+            annotations.append(ann)
+            continue
+        if not isinstance(kps, list) or len(kps) != 3 * len(all_names):
+            raise DataError(source, f"annotations[{i}].keypoints",
+                            f"expected {3 * len(all_names)} numbers (x, y, v per joint)")
+        cut = [value for j in keep for value in kps[3 * j:3 * j + 3]]
+        annotations.append({**ann, "keypoints": cut,
+                            "num_keypoints": sum(1 for v in cut[2::3] if is_finite_number(v) and v > 0)})
+    category = {**cats[0], "keypoints": names, "skeleton": [[a + 1, b + 1] for a, b in edges]}
+    info = {**(data.get("info") or {}), "description": f"{len(names)} joints of {source}, cut by slimpose data convert"}
+    return {**data, "info": info, "annotations": annotations, "categories": [category, *cats[1:]]}
+
+
 # ----------------------------------------------------------------------------- command
 def convert(fmt: str, src: str | Path, out: str | Path, keypoints=None, skeleton=None,
             overwrite: bool = False) -> dict:
@@ -539,6 +586,8 @@ def convert(fmt: str, src: str | Path, out: str | Path, keypoints=None, skeleton
         data = labelme_to_coco(src, keypoints, skeleton)
     elif fmt == "cvat":
         data = cvat_to_coco(src, keypoints, skeleton)
+    elif fmt == "coco":
+        data = coco_keypoint_subset(src, keypoints, skeleton)
     else:
         raise DataError("--from", fmt, f"unknown format; known: {', '.join(FORMATS)}")
     write_json_atomic(out, data, indent=None)  # compact, as COCO's own files
@@ -554,7 +603,8 @@ def summary(data: dict, fmt: str, src: str | Path, out: str | Path) -> str:
     cat = data["categories"][0]
     n_images = len(data["images"])
     empty = n_images - len({a["image_id"] for a in data["annotations"]})
-    img_dir = f"{src} (the labelme folder)" if fmt == "labelme" else "the CVAT export's images/ folder"
+    img_dir = {"labelme": f"{src} (the labelme folder)", "cvat": "the CVAT export's images/ folder",
+               "coco": f"the same as {src}'s"}[fmt]
     return (f"{_count(n_images, 'image')} ({empty} without persons), {_count(len(data['annotations']), 'person')}, "
             f"{_count(len(cat['keypoints']), 'keypoint')} ({', '.join(cat['keypoints'])}), "
             f"{_count(len(cat['skeleton']), 'skeleton edge')}: wrote {out}; img_dir: {img_dir}")
