@@ -153,6 +153,10 @@ def test_pack_a_run_then_use_it_by_name(tmp_path, capsys):
 
 
 SHIPPED = list_weights()
+SHIPPED_LSP = [w for w in SHIPPED if w.val_pck is not None]
+SHIPPED_COCO = [w for w in SHIPPED if w.val_ap is not None]
+COCO_MINI = REPO.parent / "shared" / "data" / "coco-mini"
+needs_coco_mini = pytest.mark.skipif(not (COCO_MINI / "annotations").is_dir(), reason="needs ../shared/data/coco-mini")
 
 
 @pytest.mark.parametrize("weight", SHIPPED, ids=[w.name for w in SHIPPED])
@@ -168,7 +172,7 @@ def test_shipped_weight_matches_its_manifest(weight: ShippedWeight):
 
 @needs_lspet
 @pytest.mark.realdata
-@pytest.mark.parametrize("weight", SHIPPED, ids=[w.name for w in SHIPPED])
+@pytest.mark.parametrize("weight", SHIPPED_LSP, ids=[w.name for w in SHIPPED_LSP])
 def test_shipped_weight_finds_the_joints_of_real_val_images(weight: ShippedWeight):
     """Torch-free: the runtime alone, on LSPET val images it was not trained on."""
     from slimpose.data.lsp import LspSource
@@ -193,7 +197,7 @@ def test_shipped_weight_finds_the_joints_of_real_val_images(weight: ShippedWeigh
 
 @needs_lspet
 @pytest.mark.realdata
-@pytest.mark.parametrize("weight", SHIPPED, ids=[w.name for w in SHIPPED])
+@pytest.mark.parametrize("weight", SHIPPED_LSP, ids=[w.name for w in SHIPPED_LSP])
 def test_shipped_weight_reproduces_its_manifest_figure(weight: ShippedWeight, tmp_path, monkeypatch):
     """`slimpose eval --onnx NAME`: the shipped ONNX file, torch-free, on the whole validation
     split its manifest names (LSPET im08001-im09000, flip test) gives the manifest's PCK."""
@@ -206,7 +210,7 @@ def test_shipped_weight_reproduces_its_manifest_figure(weight: ShippedWeight, tm
         assert 100 * metrics[group] == pytest.approx(weight.manifest["val_metrics"][group], abs=0.05), group
 
 
-@pytest.mark.parametrize("weight", SHIPPED[:1], ids=[w.name for w in SHIPPED[:1]])
+@pytest.mark.parametrize("weight", SHIPPED_LSP[:1], ids=[w.name for w in SHIPPED_LSP[:1]])
 def test_eval_onnx_refuses_a_file_without_config_or_of_another_layout(weight: ShippedWeight, capsys):
     for argv, message in (
         (["eval", "--onnx", str(weight.path)], "give the experiment CONFIG"),
@@ -216,3 +220,56 @@ def test_eval_onnx_refuses_a_file_without_config_or_of_another_layout(weight: Sh
     ):
         assert cli_main(argv) != 0
         assert message in capsys.readouterr().err
+
+
+@needs_coco_mini
+@pytest.mark.realdata
+@pytest.mark.parametrize("weight", SHIPPED_COCO, ids=[w.name for w in SHIPPED_COCO])
+def test_shipped_coco_weight_reproduces_its_figures(weight: ShippedWeight, tmp_path, monkeypatch):
+    """`slimpose eval --onnx NAME` on the manifest's val set (coco-mini val2017, ground-truth
+    boxes) gives its AP, and `eval --results --joints` on those predictions its AP over the
+    named joints."""
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "metrics.json"
+    assert cli_main(["eval", "--onnx", weight.name, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["AP"] == pytest.approx(weight.val_ap, abs=5e-4)
+    subset = weight.manifest["val_metrics_joints"]
+    ann = weight.manifest["config"]["data"]["val"]["ann_file"]
+    assert cli_main(["eval", "--ann", ann, "--results", str(tmp_path / "results_keypoints.json"),
+                     "--joints", ",".join(subset["joints"]), "--out", str(tmp_path / "joints.json")]) == 0
+    assert json.loads((tmp_path / "joints.json").read_text())["AP"] == pytest.approx(subset["AP"], abs=5e-4)
+
+
+def test_pack_a_coco_run_records_ap_and_the_ap_of_named_joints(tmp_path, capsys):
+    """A COCO-format run packs with its AP as the figure; --set moves the figure to another
+    val set, --joints adds the AP over some joints; the listing prints both."""
+    from slimpose.data.synthetic import generate_synthetic_coco
+
+    paths = generate_synthetic_coco(tmp_path / "synth", 8, 4, seed=1)
+    config = {
+        "model": {"name": "tinypose", "kwargs": {"width": 8, "deconv_channels": 16}},
+        "data": {"input_size": [64, 48], "batch_size": 4, "workers": 0,
+                 "train": {"type": "coco", "ann_file": str(paths["train_ann"]), "img_dir": str(paths["train_images"])},
+                 "val": {"type": "coco", "ann_file": str(paths["train_ann"]), "img_dir": str(paths["train_images"])}},
+        "train": {"epochs": 1, "val_interval": 1, "max_iters_per_epoch": 1},
+    }
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(json.dumps(config))
+    run, shipped = tmp_path / "run", tmp_path / "shipped"
+    shipped.mkdir()
+    assert cli_main(["train", str(cfg_path), "--work-dir", str(run)]) == 0
+    body = "left_shoulder,right_shoulder,left_hip,right_hip"
+    assert cli_main(["weights", "pack", str(run), "--name", "tiny_coco", "--dir", str(shipped), "--joints", body,
+                     "--set", f"data.val.ann_file={paths['val_ann']}", f"data.val.img_dir={paths['val_images']}"]) == 0
+    w = get_weight("tiny_coco", shipped)
+    assert w.val_pck is None and 0.0 <= w.val_ap <= 1.0
+    m = w.manifest
+    assert m["config"]["data"]["val"]["ann_file"] == str(paths["val_ann"])
+    assert str(paths["val_ann"]) in m["val_set"] and "ground-truth boxes" in m["val_set"]
+    assert m["val_metrics"]["AP"] == w.val_ap and m["checkpoint_val_ap"] == w.val_ap
+    assert m["val_metrics_joints"]["joints"] == body.split(",") and 0.0 <= m["val_metrics_joints"]["AP"] <= 1.0
+    capsys.readouterr()
+    assert cli_main(["weights", "--dir", str(shipped)]) == 0
+    assert f"val AP {w.val_ap:.3f} (4 joints {m['val_metrics_joints']['AP']:.3f})" in capsys.readouterr().out
+    assert cli_main(["weights", "pack", str(run), "--name", "x", "--dir", str(shipped), "--joints", "nose",
+                     "--set", "data.val.type=lsp"]) == 2

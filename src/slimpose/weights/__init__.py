@@ -22,7 +22,9 @@ from slimpose.errors import SlimposeError
 from slimpose.io import file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-MANIFEST_FIELDS = ("name", "file", "model", "input_size", "layout", "decode", "val_pck", "sha256")
+MANIFEST_FIELDS = ("name", "file", "model", "input_size", "layout", "decode", "sha256")
+# A manifest's headline figure: one of these, on its val_set (PCK in percent, AP as COCO's fraction).
+HEADLINE_FIELDS = ("val_pck", "val_ap")
 
 
 class WeightsError(SlimposeError):
@@ -59,8 +61,9 @@ class ShippedWeight:
     input_size: tuple[int, int]
     layout: str
     decode: str
-    val_pck: float  # PCK@0.2 on LSPET im08001-im09000, 14 joints, flip test
     sha256: str
+    val_pck: float | None = None  # LSP weights: PCK@0.2 (%) on LSPET im08001-im09000, 14 joints, flip test
+    val_ap: float | None = None  # COCO weights: OKS AP on the manifest's val_set with ground-truth boxes
     checkpoint: Path | None = None
     checkpoint_sha256: str | None = None
     manifest: dict = field(default_factory=dict, compare=False, repr=False)
@@ -75,12 +78,22 @@ class ShippedWeight:
         missing = [k for k in MANIFEST_FIELDS if k not in m]
         if missing:
             raise WeightsError(f"{path}: manifest lacks {', '.join(missing)}")
+        if not any(isinstance(m.get(k), (int, float)) for k in HEADLINE_FIELDS):
+            raise WeightsError(f"{path}: manifest lacks its figure ({' or '.join(HEADLINE_FIELDS)})")
         ckpt = m.get("checkpoint")
         return cls(name=m["name"], path=path.parent / m["file"], model=m["model"],
                    input_size=(int(m["input_size"][0]), int(m["input_size"][1])), layout=m["layout"],
-                   decode=m["decode"], val_pck=float(m["val_pck"]), sha256=m["sha256"],
+                   decode=m["decode"], sha256=m["sha256"],
+                   val_pck=float(m["val_pck"]) if "val_pck" in m else None,
+                   val_ap=float(m["val_ap"]) if "val_ap" in m else None,
                    checkpoint=path.parent / ckpt if ckpt else None,
                    checkpoint_sha256=m.get("checkpoint_sha256") if ckpt else None, manifest=m)
+
+    def headline(self) -> str:
+        """Its figure as ``slimpose weights`` prints it: ``val PCK@0.2 65.4`` or ``val AP 0.352``."""
+        if self.val_pck is not None:
+            return f"val PCK@0.2 {self.val_pck:5.1f}"
+        return f"val AP {self.val_ap:.3f}"
 
     def summary(self) -> dict:
         """The manifest with the files' absolute paths (what ``slimpose weights --json`` writes)."""

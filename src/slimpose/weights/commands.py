@@ -22,7 +22,7 @@ from slimpose.codecs import DECODE_METHODS
 from slimpose.cli_support import add_int8_arguments, calibration_crops, check_file_out, int8_options, write_json
 from slimpose.errors import ConfigError
 from slimpose.machine import cpu_name
-from slimpose.weights import WEIGHTS_DIR, file_sha256, list_weights
+from slimpose.weights import WEIGHTS_DIR, ShippedWeight, file_sha256, list_weights
 
 
 def add_weights_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +40,13 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
                    help="pack: ship the ONNX quantised to INT8 (calibrated on the run's training crops) and score "
                         "that file; the fp16 checkpoint stays the float weights")
     p.add_argument("--num-calib", type=int, default=128, help="pack --int8: calibration crops (default 128)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="pack: overrides of the run's config for the shipped figure, e.g. the test set in "
+                        "data.val.ann_file=... (they are stored in the manifest's config, which eval --onnx NAME "
+                        "uses)")
+    p.add_argument("--joints", default=None, metavar="A,B,C",
+                   help="pack, COCO-format validation: also the AP over these joints (e.g. the 12 body joints), "
+                        "from the same predictions")
     add_int8_arguments(p)
     p.add_argument("--dir", default=None, help=argparse.SUPPRESS)
 
@@ -55,10 +62,11 @@ def run_weights(args: argparse.Namespace) -> int:
     for w in weights:
         m = w.manifest
         train = m.get("training", {})
+        subset = m.get("val_metrics_joints") or {}
+        also = f" ({len(subset['joints'])} joints {subset['AP']:.3f})" if subset else ""
         print(f"{w.name:<24} {w.model:<12} {w.input_size[0]}x{w.input_size[1]} {m.get('precision', 'float32'):<7}  "
-              f"layout {w.layout:<5} "
-              f"val PCK@0.2 {w.val_pck:5.1f}  ({train.get('minutes', '?')} min, {train.get('crops', '?')} crops)  "
-              f"{w.path.name}")
+              f"layout {w.layout:<5} {w.headline()}{also}  "
+              f"({train.get('minutes', '?')} min, {train.get('crops', '?')} crops)  {w.path.name}")
     if args.json:
         write_json(args.json, [w.summary() for w in weights])
         print(f"wrote {args.json}")
@@ -99,7 +107,7 @@ def _pack(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     ckpt_path = Path(args.checkpoint) if args.checkpoint else run_dir / "best.pth"
     ckpt = load_checkpoint(ckpt_path)
-    cfg = config_from_dict(ckpt["config"], source=f"{ckpt_path} (stored config)")
+    cfg = config_from_dict(ckpt["config"], args.set, source=f"{ckpt_path} (stored config)")
     if args.decode:
         cfg.test.decode = args.decode
     model = build_model_for(cfg)
@@ -108,9 +116,11 @@ def _pack(args: argparse.Namespace) -> int:
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
 
-    if cfg.data.layout != "lsp" or cfg.data.val.type != "lsp":
-        raise ConfigError(f"{ckpt_path}: shipped weights are LSP-14 models validated with PCK on LSP data "
-                          f"(this run: layout {cfg.data.layout!r}, validation type {cfg.data.val.type!r})")
+    if cfg.data.val.type not in ("lsp", "coco"):
+        raise ConfigError(f"{ckpt_path}: shipped weights are validated with PCK on LSP data or AP on COCO-format "
+                          f"data (this run's validation type: {cfg.data.val.type!r})")
+    if args.joints and cfg.data.val.type != "coco":
+        raise ConfigError("--joints: scores a subset of joints of COCO-format validation data")
     out_dir = Path(args.dir) if args.dir else WEIGHTS_DIR
     onnx_path, pth_path, manifest_path = (out_dir / f"{args.name}{ext}" for ext in (".onnx", ".pth", ".json"))
     layout = resolve_layout(cfg)
@@ -129,20 +139,24 @@ def _pack(args: argparse.Namespace) -> int:
                      "epoch": ckpt.get("epoch"), "stage": ckpt.get("stage", 0)}, pth_path)
 
     codec = build_codec_for(cfg, model.output_kind)
-    metrics = evaluate(model.eval(), build_dataset(cfg, "val", codec), codec, flip=cfg.test.flip,
-                       batch_size=cfg.data.val_batch_size, workers=0, info=init_distributed())
-    float_pck = round(100 * metrics["PCK"], 2)
-    if args.int8:  # the figure of the file that ships
-        from slimpose.deploy.evaluate import evaluate_onnx
+    with tempfile.TemporaryDirectory(prefix="slimpose-pack-") as tmp:
+        metrics = evaluate(model.eval(), build_dataset(cfg, "val", codec), codec, flip=cfg.test.flip,
+                           batch_size=cfg.data.val_batch_size, workers=0, info=init_distributed(), out_dir=Path(tmp))
+        checkpoint_figure = _figures(cfg, metrics, Path(tmp), args.joints)
+        if args.int8:  # the figure of the file that ships
+            from slimpose.deploy.evaluate import evaluate_onnx
 
-        metrics = evaluate_onnx(onnx_path, cfg.data.val, layout, flip=cfg.test.flip)
+            metrics = evaluate_onnx(onnx_path, cfg.data.val, layout, flip=cfg.test.flip, out_dir=Path(tmp) / "int8")
+            figures = _figures(cfg, metrics, Path(tmp) / "int8", args.joints)
+        else:
+            figures = checkpoint_figure
+    headline = "val_pck" if cfg.data.val.type == "lsp" else "val_ap"
     manifest = {
         "name": args.name, "file": onnx_path.name, "checkpoint": pth_path.name, "model": cfg.model.name,
         "input_size": list(size), "layout": layout.name, "decode": cfg.test.decode,
         "precision": "int8" if args.int8 else "float32",
-        "val_pck": round(100 * metrics["PCK"], 2), "checkpoint_val_pck": float_pck,
-        "val_metrics": {k: round(100 * v, 2) for k, v in metrics.items() if k != "eval_seconds"},
-        "val_set": f"{cfg.data.val.ann_file} images {cfg.data.val.first}-{cfg.data.val.last}, flip test",
+        **figures, f"checkpoint_{headline}": checkpoint_figure[headline],
+        "val_set": _val_set(cfg),
         "config": cfg.to_dict(), "command": args.command,
         "training": {**training_record(run_dir), "crops": None, "from_scratch": True},
         **({"quantization": {k: v for k, v in quantization.items() if not k.startswith(("path", "size_"))}}
@@ -152,6 +166,31 @@ def _pack(args: argparse.Namespace) -> int:
     }
     manifest["training"]["crops"] = manifest["training"]["iterations"] * cfg.data.batch_size
     write_json_atomic(manifest_path, manifest)
+    shipped = ShippedWeight.from_manifest(manifest_path)
     print(f"packed {args.name}: {onnx_path.name} ({onnx_path.stat().st_size / 1e6:.1f} MB), "
-          f"{pth_path.name} ({pth_path.stat().st_size / 1e6:.1f} MB); val PCK@0.2 {manifest['val_pck']:.2f}")
+          f"{pth_path.name} ({pth_path.stat().st_size / 1e6:.1f} MB); {shipped.headline().strip()}")
     return 0
+
+
+def _figures(cfg, metrics: dict, predictions: Path, joints: str | None) -> dict:
+    """The manifest's figures from an evaluation: LSP PCK in percent (``val_pck``), COCO AP
+    as a fraction (``val_ap``), all metrics, and with ``joints`` the AP over those joints
+    from the same predictions (``val_metrics_joints``)."""
+    kept = {k: v for k, v in metrics.items() if k != "eval_seconds"}
+    if cfg.data.val.type == "lsp":
+        return {"val_pck": round(100 * metrics["PCK"], 2), "val_metrics": {k: round(100 * v, 2) for k, v in kept.items()}}
+    figures = {"val_ap": round(metrics["AP"], 4), "val_metrics": {k: round(v, 4) for k, v in kept.items()}}
+    if joints:
+        from slimpose.metrics.coco import evaluate_results_file
+
+        names = [j.strip() for j in joints.split(",") if j.strip()]
+        subset = evaluate_results_file(cfg.data.val.ann_file, predictions / "results_keypoints.json", joints=names)
+        figures["val_metrics_joints"] = {"joints": names, "AP": round(subset["AP"], 4)}
+    return figures
+
+
+def _val_set(cfg) -> str:
+    val = cfg.data.val
+    images = "all images" if val.first is None and val.last is None else f"images {val.first}-{val.last}"
+    boxes = "detected boxes" if val.det_file else "ground-truth boxes"
+    return f"{val.ann_file} {images}, {boxes}, {'flip test' if cfg.test.flip else 'no flip'}"
