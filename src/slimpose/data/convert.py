@@ -604,7 +604,7 @@ def summary(data: dict, fmt: str, src: str | Path, out: str | Path) -> str:
     n_images = len(data["images"])
     empty = n_images - len({a["image_id"] for a in data["annotations"]})
     img_dir = {"labelme": f"{src} (the labelme folder)", "cvat": "the CVAT export's images/ folder",
-               "coco": f"the same as {src}'s"}[fmt]
+               "coco": f"the folder {src}'s images are in"}[fmt]
     return (f"{_count(n_images, 'image')} ({empty} without persons), {_count(len(data['annotations']), 'person')}, "
             f"{_count(len(cat['keypoints']), 'keypoint')} ({', '.join(cat['keypoints'])}), "
             f"{_count(len(cat['skeleton']), 'skeleton edge')}: wrote {out}; img_dir: {img_dir}")
