@@ -216,3 +216,22 @@ def test_eval_onnx_refuses_a_file_without_config_or_of_another_layout(weight: Sh
     ):
         assert cli_main(argv) != 0
         assert message in capsys.readouterr().err
+
+
+def test_weights_command_prints_a_markdown_table_from_the_manifests(tmp_path, capsys):
+    _fake_weight(tmp_path)  # a manifest without per-joint figures or training record
+    assert cli_main(["weights", "--dir", str(tmp_path), "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| name | model | input | precision | decode | val PCK@0.2 | Head |")
+    assert lines[1].count("|---") == lines[0].count(" | ") + 1
+    assert lines[2:] == ["| `w` | `tinypose` | 128x96 | float32 | argmax | 61.5 | - | - | - | - | - | - | - | - | - |"]
+
+
+def test_markdown_table_of_the_shipped_weights_carries_their_manifest_figures(capsys):
+    assert cli_main(["weights", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    for weight in list_weights():
+        metrics, train = weight.manifest["val_metrics"], weight.manifest["training"]
+        assert (f"| `{weight.name}` | `{weight.model}` | {weight.input_size[0]}x{weight.input_size[1]} | "
+                f"{weight.manifest['precision']} | {weight.decode} | {weight.val_pck:.1f} | {metrics['Head']:.1f} |") in out
+        assert f"| {metrics['PCK@0.1']:.1f} | {train['iterations']:,} iterations, {train['minutes']} min |" in out

@@ -22,7 +22,7 @@ from slimpose.codecs import DECODE_METHODS
 from slimpose.cli_support import add_int8_arguments, calibration_crops, check_file_out, int8_options, write_json
 from slimpose.errors import ConfigError
 from slimpose.machine import cpu_name
-from slimpose.weights import WEIGHTS_DIR, file_sha256, list_weights
+from slimpose.weights import WEIGHTS_DIR, ShippedWeight, file_sha256, list_weights
 
 
 def add_weights_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +30,8 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
                    help="list the shipped weights (default), or pack a training run into one")
     p.add_argument("run", nargs="?", help="pack: the training run's directory (its best.pth is packed)")
     p.add_argument("--json", metavar="FILE", help="list: also write the weights as a JSON list to FILE")
+    p.add_argument("--markdown", action="store_true",
+                   help="list: print a markdown table from the manifests (the one the docs carry)")
     p.add_argument("--name", help="pack: the weight's name, e.g. lpn_50_lsp_192x144")
     p.add_argument("--checkpoint", help="pack: the checkpoint to ship (default: RUN/best.pth)")
     p.add_argument("--command", default="", help="pack: the exact command that trained it (recorded)")
@@ -50,9 +52,11 @@ def run_weights(args: argparse.Namespace) -> int:
     if args.json:
         check_file_out(args.json, "weights.json", "--json")
     weights = list_weights(args.dir)
-    if not weights:
+    if args.markdown:
+        print(markdown_weights_table(weights))
+    elif not weights:
         print("no shipped weights")
-    for w in weights:
+    for w in () if args.markdown else weights:
         m = w.manifest
         train = m.get("training", {})
         print(f"{w.name:<24} {w.model:<12} {w.input_size[0]}x{w.input_size[1]} {m.get('precision', 'float32'):<7}  "
@@ -63,6 +67,23 @@ def run_weights(args: argparse.Namespace) -> int:
         write_json(args.json, [w.summary() for w in weights])
         print(f"wrote {args.json}")
     return 0
+
+
+def markdown_weights_table(weights: list[ShippedWeight]) -> str:
+    """The shipped weights as a markdown table, every figure from their manifests."""
+    columns = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "PCK@0.1")
+    lines = ["| name | model | input | precision | decode | val PCK@0.2 | " + " | ".join(columns) + " | training |",
+             "|---" * (7 + len(columns)) + "|"]
+    for w in weights:
+        m = w.manifest
+        metrics = m.get("val_metrics", {})
+        train = m.get("training", {})
+        cells = [f"`{w.name}`", f"`{w.model}`", f"{w.input_size[0]}x{w.input_size[1]}", m.get("precision", "float32"),
+                 w.decode, f"{w.val_pck:.1f}", *(f"{metrics[c]:.1f}" if c in metrics else "-" for c in columns),
+                 f"{train['iterations']:,} iterations, {train['minutes']} min"
+                 if {"iterations", "minutes"} <= set(train) else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def training_record(run_dir: Path) -> dict:
