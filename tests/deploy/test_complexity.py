@@ -82,3 +82,16 @@ def test_paper_comparison_uses_the_published_form(monkeypatch):
     assert deploy_row["within_tolerance"] is False
     assert deploy_row["params_diff_pct"] == pytest.approx(100 * (1 / 1.5 - 1))
     assert deploy_row["gmacs_diff_pct"] == pytest.approx(100.0)
+
+
+def test_markdown_table_from_the_command(capsys):
+    from slimpose.cli import main
+
+    assert main(["complexity", "lpn_50", "tinypose", "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| model | input | K |") and lines[1].startswith("|---|")
+    lpn = [line for line in lines if line.startswith("| `lpn_50` | 256x192 | 17 |")]
+    (row,) = [r for r in complexity_table(["lpn_50"]) if r["input"] == "256x192"]
+    assert lpn == [f"| `lpn_50` | 256x192 | 17 | {row['params'] / 1e6:.2f}M / {row['params_deploy'] / 1e6:.2f}M | "
+                   f"{row['gmacs']:.3f} | 2.91M / 1.068 (train) | yes (2%) |"]
+    assert lines[-1] == "| `tinypose` | 256x192 | 17 | 0.54M | 0.205 | - | - |"  # no paper: no figures, no verdict

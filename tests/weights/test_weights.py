@@ -271,5 +271,28 @@ def test_pack_a_coco_run_records_ap_and_the_ap_of_named_joints(tmp_path, capsys)
     capsys.readouterr()
     assert cli_main(["weights", "--dir", str(shipped)]) == 0
     assert f"val AP {w.val_ap:.3f} (4 joints {m['val_metrics_joints']['AP']:.3f})" in capsys.readouterr().out
+    assert cli_main(["weights", "--dir", str(shipped), "--markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| name | model | input | precision | decode | val AP | AP50 |")
+    assert f"| `tiny_coco` | `tinypose` | 64x48 | float32 |" in table[2] and f"| {w.val_ap:.3f} |" in table[2]
     assert cli_main(["weights", "pack", str(run), "--name", "x", "--dir", str(shipped), "--joints", "nose",
                      "--set", "data.val.type=lsp"]) == 2
+
+
+def test_weights_command_prints_a_markdown_table_from_the_manifests(tmp_path, capsys):
+    _fake_weight(tmp_path)  # a manifest without per-joint figures or training record
+    assert cli_main(["weights", "--dir", str(tmp_path), "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| name | model | input | precision | decode | val PCK@0.2 | Head |")
+    assert lines[1].count("|---") == lines[0].count(" | ") + 1
+    assert lines[2:] == ["| `w` | `tinypose` | 128x96 | float32 | argmax | 61.5 | - | - | - | - | - | - | - | - | - |"]
+
+
+def test_markdown_table_of_the_shipped_weights_carries_their_manifest_figures(capsys):
+    assert cli_main(["weights", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    for weight in SHIPPED_LSP:
+        metrics, train = weight.manifest["val_metrics"], weight.manifest["training"]
+        assert (f"| `{weight.name}` | `{weight.model}` | {weight.input_size[0]}x{weight.input_size[1]} | "
+                f"{weight.manifest['precision']} | {weight.decode} | {weight.val_pck:.1f} | {metrics['Head']:.1f} |") in out
+        assert f"| {metrics['PCK@0.1']:.1f} | {train['iterations']:,} iterations, {train['minutes']} min |" in out

@@ -97,15 +97,16 @@ def add_complexity_arguments(p: argparse.ArgumentParser) -> None:
                    help="one row per model at this input size (default: each paper setting)")
     p.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
     p.add_argument("--strict", action="store_true", help="exit 1 if a model is outside its paper tolerance")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table (the one the docs carry)")
 
 
 def run_complexity(args: argparse.Namespace) -> int:
     if args.json:
         check_file_out(args.json, "complexity.json", "--json")
-    from slimpose.deploy.complexity import complexity_table, format_complexity_table
+    from slimpose.deploy.complexity import complexity_table, format_complexity_table, markdown_complexity_table
 
     rows = complexity_table(_resolve_models(args.models, args.all), args.input)
-    print(format_complexity_table(rows))
+    print(markdown_complexity_table(rows) if args.markdown else format_complexity_table(rows))
     if args.json:
         write_json(args.json, rows)
     bad = [f"{r['model']}@{r['input']}" for r in rows if r["within_tolerance"] is False]

@@ -202,3 +202,24 @@ def format_complexity_table(rows: list[dict]) -> str:
                  "(G(2^30) = training form / 2^30, LPN's divisor); 'deploy' = re-parameterised, BN folded; "
                  "paper figures compared in the form they were published for.")
     return "\n".join(lines)
+
+
+def markdown_complexity_table(rows: list[dict]) -> str:
+    """``complexity_table`` rows as a markdown table (the one the docs carry)."""
+
+    def pair(train: float, deploy: float, spec: str, suffix: str = "") -> str:
+        a, b = format(train, spec) + suffix, format(deploy, spec) + suffix
+        return a if a == b else f"{a} / {b}"
+
+    lines = ["| model | input | K | params (train / deploy) | GMACs (train / deploy) | paper (form) | within |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        paper = "-" if r["paper_params"] is None else (
+            f"{r['paper_params']:.2f}M / {'-' if r['paper_gmacs'] is None else format(r['paper_gmacs'], '.3f')} "
+            f"({r['paper_form']})")
+        within = {True: f"yes ({r['tolerance_pct']:g}%)", False: f"NO ({r['tolerance_pct']:g}%)",
+                  None: "-"}[r["within_tolerance"]]
+        lines.append(f"| `{r['model']}` | {r['input']} | {r['num_joints']} | "
+                     f"{pair(r['params'] / 1e6, r['params_deploy'] / 1e6, '.2f', 'M')} | "
+                     f"{pair(r['gmacs'], r['gmacs_deploy'], '.3f')} | {paper} | {within} |")
+    return "\n".join(lines)

@@ -30,6 +30,8 @@ def add_weights_arguments(p: argparse.ArgumentParser) -> None:
                    help="list the shipped weights (default), or pack a training run into one")
     p.add_argument("run", nargs="?", help="pack: the training run's directory (its best.pth is packed)")
     p.add_argument("--json", metavar="FILE", help="list: also write the weights as a JSON list to FILE")
+    p.add_argument("--markdown", action="store_true",
+                   help="list: print a markdown table from the manifests (the one the docs carry)")
     p.add_argument("--name", help="pack: the weight's name, e.g. lpn_50_lsp_192x144")
     p.add_argument("--checkpoint", help="pack: the checkpoint to ship (default: RUN/best.pth)")
     p.add_argument("--command", default="", help="pack: the exact command that trained it (recorded)")
@@ -57,9 +59,11 @@ def run_weights(args: argparse.Namespace) -> int:
     if args.json:
         check_file_out(args.json, "weights.json", "--json")
     weights = list_weights(args.dir)
-    if not weights:
+    if args.markdown:
+        print(markdown_weights_table(weights))
+    elif not weights:
         print("no shipped weights")
-    for w in weights:
+    for w in () if args.markdown else weights:
         m = w.manifest
         train = m.get("training", {})
         subset = m.get("val_metrics_joints") or {}
@@ -71,6 +75,37 @@ def run_weights(args: argparse.Namespace) -> int:
         write_json(args.json, [w.summary() for w in weights])
         print(f"wrote {args.json}")
     return 0
+
+
+def markdown_weights_table(weights: list[ShippedWeight]) -> str:
+    """The shipped weights as markdown tables, every figure from their manifests: one for
+    LSP weights (PCK per joint group), one for COCO-format ones (AP), each when there are any."""
+    lsp = [w for w in weights if w.val_pck is not None]
+    coco = [w for w in weights if w.val_ap is not None]
+    tables = [_table(lsp, "val PCK@0.2", ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "PCK@0.1"),
+                     lambda w: f"{w.val_pck:.1f}", "{:.1f}")] if lsp or not coco else []
+    if coco:
+        tables.append(_table(coco, "val AP", ("AP50", "AP75", "APM", "APL", "AR", "AP, named joints"),
+                             lambda w: f"{w.val_ap:.3f}", "{:.3f}"))
+    return "\n\n".join(tables)
+
+
+def _table(weights: list[ShippedWeight], headline: str, columns: tuple[str, ...], figure, fmt: str) -> str:
+    lines = [f"| name | model | input | precision | decode | {headline} | " + " | ".join(columns) + " | training |",
+             "|---" * (7 + len(columns)) + "|"]
+    for w in weights:
+        m = w.manifest
+        metrics = dict(m.get("val_metrics", {}))
+        if m.get("val_metrics_joints"):
+            subset = m["val_metrics_joints"]
+            metrics["AP, named joints"] = subset["AP"]
+        train = m.get("training", {})
+        cells = [f"`{w.name}`", f"`{w.model}`", f"{w.input_size[0]}x{w.input_size[1]}", m.get("precision", "float32"),
+                 w.decode, figure(w), *(fmt.format(metrics[c]) if c in metrics else "-" for c in columns),
+                 f"{train['iterations']:,} iterations, {train['minutes']} min"
+                 if {"iterations", "minutes"} <= set(train) else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def training_record(run_dir: Path) -> dict:
