@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 SHARED = ROOT.parent / "shared"
 # The order their commands run in: a page may use what an earlier one made.
-DOC_PAGES = ["README.md", "docs/training.md", "docs/deploy.md", "docs/inference.md", "docs/results_lsp.md",
-             "docs/models.md", "docs/guarantees.md"]
+DOC_PAGES = ["README.md", "docs/training.md", "docs/custom_keypoints.md", "docs/deploy.md", "docs/inference.md",
+             "docs/results_lsp.md", "docs/models.md", "docs/guarantees.md"]
 
 
 def page_text(page: str) -> str:
