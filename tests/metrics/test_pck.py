@@ -187,3 +187,15 @@ def test_layout_pck_uses_the_torso_the_layout_names():
     pred = _offset(gt, [{2: 9.0}, {2: 5.0}])  # c: 0.18 and 0.25
     out = layout_pck(pred, gt, np.ones((2, 3), bool), layout, boxes_xywh=np.full((2, 4), 1e3))
     assert out["PCK"] == pytest.approx(5 / 6) and out["PCK@0.1"] == pytest.approx(4 / 6)
+
+
+def test_pck_figures_print_as_percentages_and_coco_ap_as_fractions_in_one_table():
+    """A layout from the data is scored with OKS AP and PCK at once: each keeps its form."""
+    from slimpose.metrics import format_metric, is_pck_metrics
+
+    metrics = {"AP": 0.1602, "AR50": 0.431, "PCK": 0.372, "PCK@0.1": 0.151, "Head": 0.9, "eval_seconds": 8.68}
+    percent = is_pck_metrics(metrics)
+    shown = {k: format_metric(k, v, percent) for k, v in metrics.items()}
+    assert shown == {"AP": "0.1602", "AR50": "0.4310", "PCK": "37.2%", "PCK@0.1": "15.1%", "Head": "90.0%",
+                     "eval_seconds": "8.68"}
+    assert format_metric("val/AP", 0.25, True) == "0.2500"

@@ -13,7 +13,9 @@ def is_pck_metrics(metrics) -> bool:
 
 def format_metric(name: str, value, percent: bool) -> str:
     """How a metric value is printed: a fraction as ``65.4%`` when ``percent`` (a PCK
-    family's figures), else with four decimals; times (``*_seconds``) and non-floats as they are."""
+    family's figures), else with four decimals; COCO's AP and AR always as fractions (a
+    layout from the data is scored with both); times (``*_seconds``) and non-floats as they are."""
     if not isinstance(value, float) or name.endswith("_seconds"):
         return f"{value}"
-    return f"{100 * value:.1f}%" if percent else f"{value:.4f}"
+    coco = name.rpartition("/")[2].startswith(("AP", "AR"))
+    return f"{100 * value:.1f}%" if percent and not coco else f"{value:.4f}"
