@@ -164,10 +164,11 @@ def test_shipped_weight_matches_its_manifest(weight: ShippedWeight):
     weight.verify()
     m = weight.manifest
     assert {"command", "config", "training", "val_metrics", "checkpoint_sha256"} <= set(m)
-    assert m["training"]["from_scratch"] and m["training"]["minutes"] > 0 and "CPU" in m["training"]["hardware"]
+    assert m["training"]["from_scratch"] == (m["config"]["model"]["pretrained"] is None)
+    assert m["training"]["minutes"] > 0 and "CPU" in m["training"]["hardware"]
     assert weight.checkpoint is not None and file_sha256(weight.checkpoint) == m["checkpoint_sha256"]
     total = sum(p.stat().st_size for w in SHIPPED for p in (w.path, w.checkpoint) if p is not None)
-    assert total < 40e6  # all shipped weights together
+    assert total < 50e6  # all shipped weights together: the project's budget
 
 
 @needs_lspet
