@@ -155,10 +155,11 @@ def test_inline_commands_parse():
         check_parses(argv[1:], " ".join(argv))
 
 
-def test_quickstart_time_stated_in_readme_matches_its_budget():
-    budget = QUICKSTART_CONFIG["train"]["max_minutes"]
-    assert budget <= 5.0  # measured on a slow 2-core VM: ~15 s an epoch; the whole command must stay well under 10 min
-    assert f"CPU for at most {budget:g} minutes" in README and f"{budget:g}-minute training budget" in README
+def test_quickstart_training_has_a_fixed_length():
+    # The AP repeats from run to run only if no wall-clock budget cuts the training short
+    # by default (--budget MINUTES sets one); ~500 iterations take ~3 minutes on 2 cores.
+    assert "max_minutes" not in QUICKSTART_CONFIG["train"]
+    assert QUICKSTART_CONFIG["train"]["epochs"] == 16 and QUICKSTART_CONFIG["data"]["batch_size"] == 32
 
 
 # Run last and only in the slow test: a few seconds each on an idle machine, tens of
