@@ -17,7 +17,7 @@ from slimpose import __version__
 from slimpose.errors import SlimposeError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "quickstart": ("slimpose.engine.quickstart", "generate synthetic data, train a small model, evaluate, draw"),
+    "quickstart": ("slimpose.engine.quickstart", "draw bundled photos; train, evaluate and draw a small model"),
     "train": ("slimpose.engine.commands", "train a model from a YAML config"),
     "eval": ("slimpose.engine.commands", "evaluate a checkpoint, or score a COCO results file"),
     "plot": ("slimpose.engine.plot", "training curves of a run, or accuracy against latency (matplotlib)"),
