@@ -164,7 +164,7 @@ def test_shipped_weight_matches_its_manifest(weight: ShippedWeight):
     weight.verify()
     m = weight.manifest
     assert {"command", "config", "training", "val_metrics", "checkpoint_sha256"} <= set(m)
-    assert m["training"]["from_scratch"] == (m["config"]["model"]["pretrained"] is None)
+    assert m["training"]["from_scratch"] == (not m["config"]["model"]["pretrained"])
     assert m["training"]["minutes"] > 0 and "CPU" in m["training"]["hardware"]
     assert weight.checkpoint is not None and file_sha256(weight.checkpoint) == m["checkpoint_sha256"]
     total = sum(p.stat().st_size for w in SHIPPED for p in (w.path, w.checkpoint) if p is not None)

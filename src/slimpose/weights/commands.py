@@ -193,7 +193,7 @@ def _pack(args: argparse.Namespace) -> int:
         **figures, f"checkpoint_{headline}": checkpoint_figure[headline],
         "val_set": _val_set(cfg),
         "config": cfg.to_dict(), "command": args.command,
-        "training": {**training_record(run_dir), "crops": None, "from_scratch": cfg.model.pretrained is None,
+        "training": {**training_record(run_dir), "crops": None, "from_scratch": not cfg.model.pretrained,
                      "pretrained": cfg.model.pretrained},
         **({"quantization": {k: v for k, v in quantization.items() if not k.startswith(("path", "size_"))}}
            if args.int8 else {}),
