@@ -19,14 +19,14 @@ import cv2
 import numpy as np
 import pytest
 
-from slimpose.weights import list_weights
+from slimpose.weights import get_weight, list_weights
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 LSPET = SHARED / "data" / "lspet"
 COCO_VAL = SHARED / "data" / "coco-mini" / "val2017"
 COCO_VAL_ANN = SHARED / "data" / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
-WEIGHT = list_weights()[0]  # the shipped weights are LSP-14 models
+WEIGHT = get_weight("lpn_50_lsp_128x96_int8")  # an LSP-14 model, as the data below
 BLOCKED = "torch is blocked in this test"
 
 needs_lspet = pytest.mark.skipif(not (LSPET / "joints.mat").is_file(), reason="needs ../shared/data/lspet")

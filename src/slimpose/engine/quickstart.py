@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -71,13 +73,12 @@ def add_quickstart_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def draw_photos(out: Path, overwrite: bool) -> int:
-    """The shipped weight's poses on the bundled photos, drawn by ``slimpose infer`` into ``out``."""
-    from slimpose.inference.commands import add_infer_arguments, run_infer
+    """The shipped weight's poses on the bundled photos, drawn by ``slimpose infer`` into ``out``.
 
-    parser = argparse.ArgumentParser()
-    add_infer_arguments(parser)
-    argv = [PHOTO_MODEL, str(ASSETS), "--detector", f"boxes:{PHOTO_BOXES}", "--out", str(out)]
-    return run_infer(parser.parse_args(argv + (["--overwrite"] if overwrite else [])))
+    It runs as its own process: a command module never imports another one."""
+    argv = [sys.executable, "-m", "slimpose", "infer", PHOTO_MODEL, str(ASSETS),
+            "--detector", f"boxes:{PHOTO_BOXES}", "--out", str(out)]
+    return subprocess.run(argv + (["--overwrite"] if overwrite else [])).returncode
 
 
 def draw_predictions(results_file: Path, ann_file: Path, img_dir: Path, out_png: Path, layout,
