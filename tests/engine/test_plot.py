@@ -41,6 +41,18 @@ def test_tradeoff_picture(tmp_path):
     assert is_png(out)
 
 
+def test_tradeoff_against_a_reference_model_uses_latency_ratios(tmp_path):
+    from slimpose.engine.plot import read_tradeoff_rows
+
+    rows = [{"name": "MoveNet Lightning", "pck12": 56.2, "latency_ratio": 1.0, "reference": True},
+            {"name": "lpn_50_lsp_192x144", "pck12": 60.9, "latency_ratio": 3.7}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    assert read_tradeoff_rows(tmp_path / "rows.json", "pck12")[1:] == ("pck12", "latency_ratio")
+    out = tmp_path / "vs.png"
+    assert cli_main(["plot", "--tradeoff", str(tmp_path / "rows.json"), "--metric", "pck12", "--out", str(out)]) == 0
+    assert is_png(out)
+
+
 def test_labels_of_points_that_measure_alike_go_on_separate_lines():
     from slimpose.engine.plot import label_offsets
 
@@ -54,7 +66,10 @@ def test_labels_of_points_that_measure_alike_go_on_separate_lines():
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([{"name": "a", "AP": 0.5}], r"\[0\].latency_ms: expected a number, got None"),
+    ([{"name": "a", "AP": 0.5}], "no latency key that every row has"),
+    ([{"name": "a", "AP": 0.5, "latency_ms": "3"}], r"\[0\].latency_ms: expected a number, got '3'"),
+    ([{"name": "a", "AP": 0.5, "latency_ratio": 1.0}, {"name": "b", "AP": 0.4, "latency_ms": 2.0}],
+     "no latency key that every row has"),
     ([{"name": "a", "latency_ms": 3.0}], "no accuracy key that every row has"),
     ([{"name": "a", "AP": 0.5, "latency_ms": 0}], r"\[0\].latency_ms: must be positive"),
     ({"name": "a"}, "expected a non-empty JSON list"),

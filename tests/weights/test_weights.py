@@ -297,3 +297,32 @@ def test_markdown_table_of_the_shipped_weights_carries_their_manifest_figures(ca
         assert (f"| `{weight.name}` | `{weight.model}` | {weight.input_size[0]}x{weight.input_size[1]} | "
                 f"{weight.manifest['precision']} | {weight.decode} | {weight.val_pck:.1f} | {metrics['Head']:.1f} |") in out
         assert f"| {metrics['PCK@0.1']:.1f} | {train['iterations']:,} iterations, {train['minutes']} min |" in out
+
+
+def test_weights_beside_movenet_are_listed_and_tabled_with_the_recorded_figures(tmp_path, capsys):
+    _fake_weight(tmp_path, "fast")
+    manifest = json.loads((tmp_path / "fast.json").read_text())
+    manifest["vs_movenet"] = {"pck12": 57.0, "latency_ratio": 0.95, "latency_ratios": [0.9, 0.95, 1.0],
+                              "pck12_flip": 58.5, "latency_ratio_flip": 1.9, "latency_ratios_flip": [1.9, 1.9, 2.0],
+                              "movenet_pck12": 56.2, "split": "LSPET im08001-im09000", "images": 720, "threads": 2,
+                              "cpu": "Some CPU", "command": "python tools/compare_movenet.py fast --runs 3"}
+    (tmp_path / "fast.json").write_text(json.dumps(manifest))
+    assert cli_main(["weights", "--dir", str(tmp_path)]) == 0
+    assert ("beside MoveNet Lightning (56.2): PCK@0.2 12 joints 57.0 at 0.95x its latency, 58.5 at 1.90x "
+            "with the flip test") in capsys.readouterr().out
+    assert cli_main(["weights", "--dir", str(tmp_path), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| MoveNet Lightning int8 192x192 | 56.2 | 1.00 | - | - |\n| `fast` | 57.0 | 0.95 | 58.5 | 1.90 |" in out
+    assert "LSPET im08001-im09000 (720 people), 2 threads on Some CPU; each latency ratio is the median of 3 runs" in out
+
+
+def test_the_movenet_picture_rows_agree_with_the_manifests():
+    rows = json.loads((REPO / "docs" / "movenet_tradeoff.json").read_text())
+    assert rows[0]["reference"] and rows[0]["latency_ratio"] == 1.0
+    recorded = {w.name: w.manifest["vs_movenet"] for w in list_weights() if "vs_movenet" in w.manifest}
+    assert recorded and {r["name"] for r in rows[1:]} == {n for name in recorded for n in (name, f"{name}, flip")}
+    for row in rows[1:]:
+        vs = recorded[row["name"].removesuffix(", flip")]
+        suffix = "_flip" if row["name"].endswith(", flip") else ""
+        assert (row["pck12"], row["latency_ratio"]) == (vs[f"pck12{suffix}"], vs[f"latency_ratio{suffix}"])
+        assert rows[0]["pck12"] == vs["movenet_pck12"]

@@ -14,6 +14,9 @@ from slimpose.errors import DataError, SlimposeError
 
 # Accuracy keys a trade-off row may carry, in the order they are looked for.
 ACCURACY_KEYS = ("val_pck", "AP", "PCK", "PCKh")
+# A row's latency: milliseconds, or a ratio to a reference model timed in the same run (the
+# figure that holds across machines); every row of a file uses the same one.
+LATENCY_KEYS = {"latency_ms": "latency (ms)", "latency_ratio": "latency / the reference's"}
 # The validation metrics a run's picture shows when it has more than MAX_CURVES.
 MAIN_METRICS = ("AP", "AP50", "AR", "PCK", "PCK@0.1", "PCKh", "PCKh@0.1")
 MAX_CURVES = 4
@@ -22,7 +25,8 @@ MAX_CURVES = 4
 def add_plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", nargs="?", help="training run folder (reads its log.jsonl)")
     p.add_argument("--tradeoff", metavar="ROWS.json",
-                   help="instead: accuracy against latency from a JSON list of {name, val_pck or AP, latency_ms}")
+                   help="instead: accuracy against latency from a JSON list of {name, val_pck or AP, latency_ms or "
+                        "latency_ratio}; a row with \"reference\": true (a peer model) is drawn as a star")
     p.add_argument("--metric", help="with --tradeoff: the accuracy key (default: the first of "
                                     + ", ".join(ACCURACY_KEYS) + " that every row has)")
     p.add_argument("--out", help="PNG to write (default: ./<run>_curves.png, or ./tradeoff.png)")
@@ -109,7 +113,15 @@ def _tradeoff_metric(rows: list, path: Path, metric: str | None) -> str:
                                   f"(or name it with --metric)")
 
 
-def read_tradeoff_rows(path: Path, metric: str | None) -> tuple[list[dict], str]:
+def _tradeoff_latency(rows: list, path: Path) -> str:
+    for key in LATENCY_KEYS:
+        if all(key in row for row in rows):
+            return key
+    raise DataError(path, "rows", f"no latency key that every row has; expected one of {', '.join(LATENCY_KEYS)}")
+
+
+def read_tradeoff_rows(path: Path, metric: str | None) -> tuple[list[dict], str, str]:
+    """The rows of a trade-off file, its accuracy key and its latency key."""
     if not path.is_file():
         raise DataError(path, "file", "not found")
     try:
@@ -119,16 +131,17 @@ def read_tradeoff_rows(path: Path, metric: str | None) -> tuple[list[dict], str]
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise DataError(path, "file", "expected a non-empty JSON list of {name, val_pck or AP, latency_ms} objects")
     metric = _tradeoff_metric(rows, path, metric)
+    latency = _tradeoff_latency(rows, path)
     for i, row in enumerate(rows):
         if not isinstance(row.get("name"), str):
             raise DataError(path, f"[{i}].name", "missing or not a string")
-        for key in ("latency_ms", metric):
+        for key in (latency, metric):
             value = row.get(key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise DataError(path, f"[{i}].{key}", f"expected a number, got {value!r}")
-        if row["latency_ms"] <= 0:
-            raise DataError(path, f"[{i}].latency_ms", f"must be positive, got {row['latency_ms']}")
-    return rows, metric
+        if row[latency] <= 0:
+            raise DataError(path, f"[{i}].{latency}", f"must be positive, got {row[latency]}")
+    return rows, metric, latency
 
 
 def label_offsets(points: list[tuple[float, float]], width: float = 0.24, height: float = 0.06) -> list[int]:
@@ -147,15 +160,19 @@ def label_offsets(points: list[tuple[float, float]], width: float = 0.24, height
 
 
 def plot_tradeoff(path: Path, out: Path, metric: str | None = None) -> Path:
-    """One labelled point per model: accuracy (up) against latency (left is faster)."""
-    rows, metric = read_tradeoff_rows(path, metric)
+    """One labelled point per model: accuracy (up) against latency (left is faster); a
+    reference row is a star."""
+    rows, metric, latency = read_tradeoff_rows(path, metric)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    points = [(row["latency_ms"], row[metric]) for row in rows]
+    points = [(row[latency], row[metric]) for row in rows]
     for row, xy, dy in zip(rows, points, label_offsets(points)):
-        ax.scatter(*xy, s=40)
+        if row.get("reference"):
+            ax.scatter(*xy, s=160, marker="*", color="black", zorder=3)
+        else:
+            ax.scatter(*xy, s=40)
         ax.annotate(row["name"], xy, textcoords="offset points", xytext=(5, 4 + dy), fontsize=8)
-    ax.set_xlabel("latency (ms)")
+    ax.set_xlabel(LATENCY_KEYS[latency])
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} against latency ({path.name})")
     ax.grid(alpha=0.3)

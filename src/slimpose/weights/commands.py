@@ -71,6 +71,11 @@ def run_weights(args: argparse.Namespace) -> int:
         print(f"{w.name:<24} {w.model:<12} {w.input_size[0]}x{w.input_size[1]} {m.get('precision', 'float32'):<7}  "
               f"layout {w.layout:<5} {w.headline()}{also}  "
               f"({train.get('minutes', '?')} min, {train.get('crops', '?')} crops)  {w.path.name}")
+        if "vs_movenet" in m:
+            vs = m["vs_movenet"]
+            print(f"{'':<24} beside MoveNet Lightning ({vs['movenet_pck12']:.1f}): PCK@0.2 12 joints {vs['pck12']:.1f} "
+                  f"at {vs['latency_ratio']:.2f}x its latency, {vs['pck12_flip']:.1f} at {vs['latency_ratio_flip']:.2f}x "
+                  f"with the flip test")
     if args.json:
         write_json(args.json, [w.summary() for w in weights])
         print(f"wrote {args.json}")
@@ -87,7 +92,26 @@ def markdown_weights_table(weights: list[ShippedWeight]) -> str:
     if coco:
         tables.append(_table(coco, "val AP", ("AP50", "AP75", "APM", "APL", "AR", "AP, named joints"),
                              lambda w: f"{w.val_ap:.3f}", "{:.3f}"))
+    measured = [w for w in weights if "vs_movenet" in w.manifest]
+    if measured:
+        tables.append(_movenet_table(measured))
     return "\n\n".join(tables)
+
+
+def _movenet_table(weights: list[ShippedWeight]) -> str:
+    """The weights beside MoveNet Lightning, as tools/compare_movenet.py recorded them."""
+    blocks = [w.manifest["vs_movenet"] for w in weights]
+    first = blocks[0]
+    lines = ["| beside MoveNet | PCK@0.2 12 joints | latency / MoveNet | flip test: PCK | latency / MoveNet |",
+             "|---|---|---|---|---|",
+             f"| MoveNet Lightning int8 192x192 | {first['movenet_pck12']:.1f} | 1.00 | - | - |"]
+    for w, vs in zip(weights, blocks):
+        lines.append(f"| `{w.name}` | {vs['pck12']:.1f} | {vs['latency_ratio']:.2f} | {vs['pck12_flip']:.1f} | "
+                     f"{vs['latency_ratio_flip']:.2f} |")
+    runs = len(first["latency_ratios"])
+    lines.append(f"\n{first['split']} ({first['images']} people), {first['threads']} threads on {first['cpu']}; "
+                 f"each latency ratio is the median of {runs} runs of `{first['command']}`.")
+    return "\n".join(lines)
 
 
 def _table(weights: list[ShippedWeight], headline: str, columns: tuple[str, ...], figure, fmt: str) -> str:

@@ -1,0 +1,126 @@
+"""Measure shipped weights beside MoveNet Lightning and record the figures in their manifests.
+
+Runs the peer comparison script (``../shared/peers/compare.py``: MoveNet and slimpose models
+on the same LSPET validation crops, latency timed round by round in one run) ``--runs``
+times without and with the flip test, then writes into each weight's manifest a
+``vs_movenet`` block (PCK@0.2 over the 12 limb joints, MoveNet's in the same runs, every
+run's latency ratio and their median) and rewrites ``docs/movenet_tradeoff.json``, the rows
+of the README's picture:
+
+    python tools/compare_movenet.py lpn_50_lsp_192x144 lpn_50_lsp_128x96_int8 --runs 5
+    slimpose plot --tradeoff docs/movenet_tradeoff.json --metric pck12 --out docs/movenet_tradeoff.png
+
+Needs ``pip install ai-edge-litert`` (MoveNet's runtime) and ``../shared`` beside the
+repository. Latency ratios move about 10% between runs on a shared machine: the median of
+the runs is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPARE = ROOT.parent / "shared" / "peers" / "compare.py"
+TRADEOFF = ROOT / "docs" / "movenet_tradeoff.json"
+WEIGHTS = ROOT / "src" / "slimpose" / "weights"
+ROW = re.compile(r"^\| (?P<name>[^|]+?) \| (?P<pck12>[\d.]+) \| (?P<pck14>[\d.]+|n/a) \| [\d.]+ \| (?P<ratio>[\d.]+) \|$")
+HEADER = re.compile(r"^LSPET (?P<split>im\d+-im\d+): (?P<images>\d+) scorable images;.*; (?P<threads>\d+) threads$")
+
+
+def cpu_name() -> str:
+    """``lscpu``'s model name (the CPU the ratios were measured on)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
+    return names[0] if names else "unknown CPU"
+
+
+def parse_compare_output(text: str) -> tuple[dict, list[dict]]:
+    """compare.py's header (split, images, threads) and its table rows, MoveNet's first."""
+    header = next((m.groupdict() for m in map(HEADER.match, text.splitlines()) if m), None)
+    rows = [m.groupdict() for m in map(ROW.match, text.splitlines()) if m]
+    if header is None or len(rows) < 2 or not rows[0]["name"].startswith("MoveNet"):
+        raise SystemExit(f"compare.py printed no result table:\n{text}")
+    return header, [{"name": r["name"], "pck12": float(r["pck12"]), "latency_ratio": float(r["ratio"])} for r in rows]
+
+
+def run_compare(compare: Path, weights: list[str], flip: bool) -> tuple[dict, list[dict]]:
+    argv = [sys.executable, str(compare), *weights] + (["--flip"] if flip else [])
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr}")
+    return parse_compare_output(proc.stdout)
+
+
+def measure(compare: Path, weights: list[str], runs: int) -> tuple[dict, dict[str, dict]]:
+    """Every weight's ``vs_movenet`` block from ``runs`` compare.py runs per flip setting."""
+    blocks: dict[str, dict] = {w: {} for w in weights}
+    header: dict = {}
+    movenet: set[float] = set()
+    for flip in (False, True):
+        suffix = "_flip" if flip else ""
+        for k in range(runs):
+            header, rows = run_compare(compare, weights, flip)
+            movenet.add(rows[0]["pck12"])
+            print(f"run {k + 1}/{runs}{' flip' if flip else ''}: " + ", ".join(
+                f"{r['name']} {r['pck12']:.1f} at {r['latency_ratio']:.2f}x" for r in rows), flush=True)
+            for weight, row in zip(weights, rows[1:]):
+                block = blocks[weight]
+                block[f"pck12{suffix}"] = row["pck12"]
+                block.setdefault(f"latency_ratios{suffix}", []).append(row["latency_ratio"])
+    if len(movenet) != 1:
+        raise SystemExit(f"MoveNet's PCK differs between runs ({sorted(movenet)}): the data changed")
+    common = dict(movenet_pck12=movenet.pop(), split=f"LSPET {header['split']}", images=int(header["images"]),
+                  threads=int(header["threads"]), cpu=cpu_name(),
+                  command=f"python tools/compare_movenet.py {' '.join(weights)} --runs {runs}")
+    for block in blocks.values():
+        for suffix in ("", "_flip"):
+            block[f"latency_ratio{suffix}"] = round(statistics.median(block[f"latency_ratios{suffix}"]), 2)
+        block.update(common)
+    return header, blocks
+
+
+def tradeoff_rows(blocks: dict[str, dict]) -> list[dict]:
+    """The picture's rows: MoveNet (the reference, latency 1) and each weight with and without flip."""
+    first = next(iter(blocks.values()))
+    rows = [{"name": "MoveNet Lightning int8", "pck12": first["movenet_pck12"], "latency_ratio": 1.0,
+             "reference": True}]
+    for name, block in blocks.items():
+        rows.append({"name": name, "pck12": block["pck12"], "latency_ratio": block["latency_ratio"]})
+        rows.append({"name": f"{name}, flip", "pck12": block["pck12_flip"], "latency_ratio": block["latency_ratio_flip"]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", nargs="+", help="shipped weight names")
+    parser.add_argument("--runs", type=int, default=5, help="compare.py runs per flip setting (default 5)")
+    parser.add_argument("--compare", type=Path, default=COMPARE, help=f"the comparison script (default {COMPARE})")
+    args = parser.parse_args(argv)
+    missing = [w for w in args.weights if not (WEIGHTS / f"{w}.json").is_file()]
+    if missing:
+        raise SystemExit(f"no manifest for {', '.join(missing)} in {WEIGHTS}")
+    _, blocks = measure(args.compare, args.weights, args.runs)
+    for name, block in blocks.items():
+        path = WEIGHTS / f"{name}.json"
+        manifest = json.loads(path.read_text())
+        manifest["vs_movenet"] = block
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        print(f"wrote {path.relative_to(ROOT)}: 12j {block['pck12']:.1f} at {block['latency_ratio']:.2f}x, "
+              f"flip {block['pck12_flip']:.1f} at {block['latency_ratio_flip']:.2f}x (MoveNet {block['movenet_pck12']:.1f})")
+    TRADEOFF.write_text(json.dumps(tradeoff_rows(blocks), indent=1) + "\n")
+    print(f"wrote {TRADEOFF.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
