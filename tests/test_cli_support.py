@@ -50,6 +50,10 @@ def test_shared_option_helpers():
     assert int8_options(p.parse_args(["--per-tensor", "--keep-float", "/stem/", "--full-range"])) == {
         "per_channel": False, "calibrate_method": "minmax", "keep_float": ("/stem/",), "float_attention": True,
         "reduce_range": False}
+    assert int8_options(p.parse_args(["--reduce-range"]))["reduce_range"] is True
+    assert int8_options(p.parse_args([]))["reduce_range"] is None  # by the CPU's VNNI
+    with pytest.raises(SystemExit):
+        p.parse_args(["--reduce-range", "--full-range"])
 
 
 def test_plural():
