@@ -160,9 +160,9 @@ def _pack(args: argparse.Namespace) -> int:
     if not (args.run and args.name):
         raise ConfigError("pack needs RUN_DIR and --name")
     if not args.int8 and (args.per_tensor or args.calibrate != "minmax" or args.keep_float
-                          or args.quantize_attention or args.full_range):
-        raise ConfigError("--per-tensor, --calibrate, --keep-float, --quantize-attention and --full-range apply "
-                          "to pack --int8")
+                          or args.quantize_attention or args.full_range or args.reduce_range):
+        raise ConfigError("--per-tensor, --calibrate, --keep-float, --quantize-attention, --full-range and "
+                          "--reduce-range apply to pack --int8")
     run_dir = Path(args.run)
     ckpt_path = Path(args.checkpoint) if args.checkpoint else run_dir / "best.pth"
     ckpt = load_checkpoint(ckpt_path)
