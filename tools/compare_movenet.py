@@ -2,12 +2,13 @@
 
 Runs the peer comparison script (``../shared/peers/compare.py``: MoveNet and slimpose models
 on the same LSPET validation crops, latency timed round by round in one run) ``--runs``
-times without and with the flip test, then writes into each weight's manifest a
+times per weight without the flip test (``--flip-runs`` with it), each weight beside
+MoveNet alone, then writes into each weight's manifest a
 ``vs_movenet`` block (PCK@0.2 over the 12 limb joints, MoveNet's in the same runs, every
 run's latency ratio and their median) and rewrites ``docs/movenet_tradeoff.json``, the rows
 of the README's picture:
 
-    python tools/compare_movenet.py lpn_50_lsp_192x144 lpn_50_lsp_128x96_int8 --runs 5
+    python tools/compare_movenet.py lpn_50_lsp_192x144 lpn_50_lsp_128x96_int8 --runs 5 --flip-runs 1
     slimpose plot --tradeoff docs/movenet_tradeoff.json --metric pck12 --out docs/movenet_tradeoff.png
 
 Needs ``pip install ai-edge-litert`` (MoveNet's runtime) and ``../shared`` beside the
@@ -61,32 +62,34 @@ def run_compare(compare: Path, weights: list[str], flip: bool) -> tuple[dict, li
     return parse_compare_output(proc.stdout)
 
 
-def measure(compare: Path, weights: list[str], runs: int) -> tuple[dict, dict[str, dict]]:
-    """Every weight's ``vs_movenet`` block from ``runs`` compare.py runs per flip setting."""
+def measure(compare: Path, weights: list[str], runs: int, flip_runs: int) -> dict[str, dict]:
+    """Every weight's ``vs_movenet`` block. Each weight runs beside MoveNet alone (a third
+    model in the same run changes the threads' timing of both), ``runs`` times without the
+    flip test and ``flip_runs`` times with it."""
     blocks: dict[str, dict] = {w: {} for w in weights}
     header: dict = {}
     movenet: set[float] = set()
-    for flip in (False, True):
-        suffix = "_flip" if flip else ""
-        for k in range(runs):
-            header, rows = run_compare(compare, weights, flip)
-            movenet.add(rows[0]["pck12"])
-            print(f"run {k + 1}/{runs}{' flip' if flip else ''}: " + ", ".join(
-                f"{r['name']} {r['pck12']:.1f} at {r['latency_ratio']:.2f}x" for r in rows), flush=True)
-            for weight, row in zip(weights, rows[1:]):
-                block = blocks[weight]
+    for weight in weights:
+        block = blocks[weight]
+        for flip, n in ((False, runs), (True, flip_runs)):
+            suffix = "_flip" if flip else ""
+            for k in range(n):
+                header, (peer, row) = run_compare(compare, [weight], flip)
+                movenet.add(peer["pck12"])
+                print(f"{weight} run {k + 1}/{n}{' flip' if flip else ''}: {row['pck12']:.1f} at "
+                      f"{row['latency_ratio']:.2f}x MoveNet's latency", flush=True)
                 block[f"pck12{suffix}"] = row["pck12"]
                 block.setdefault(f"latency_ratios{suffix}", []).append(row["latency_ratio"])
     if len(movenet) != 1:
         raise SystemExit(f"MoveNet's PCK differs between runs ({sorted(movenet)}): the data changed")
     common = dict(movenet_pck12=movenet.pop(), split=f"LSPET {header['split']}", images=int(header["images"]),
                   threads=int(header["threads"]), cpu=cpu_name(),
-                  command=f"python tools/compare_movenet.py {' '.join(weights)} --runs {runs}")
+                  command=f"python tools/compare_movenet.py {' '.join(weights)} --runs {runs} --flip-runs {flip_runs}")
     for block in blocks.values():
         for suffix in ("", "_flip"):
             block[f"latency_ratio{suffix}"] = round(statistics.median(block[f"latency_ratios{suffix}"]), 2)
         block.update(common)
-    return header, blocks
+    return blocks
 
 
 def tradeoff_rows(blocks: dict[str, dict]) -> list[dict]:
@@ -103,13 +106,14 @@ def tradeoff_rows(blocks: dict[str, dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", nargs="+", help="shipped weight names")
-    parser.add_argument("--runs", type=int, default=5, help="compare.py runs per flip setting (default 5)")
+    parser.add_argument("--runs", type=int, default=5, help="compare.py runs per weight without flip test (default 5)")
+    parser.add_argument("--flip-runs", type=int, default=5, help="compare.py runs per weight with it (default 5)")
     parser.add_argument("--compare", type=Path, default=COMPARE, help=f"the comparison script (default {COMPARE})")
     args = parser.parse_args(argv)
     missing = [w for w in args.weights if not (WEIGHTS / f"{w}.json").is_file()]
     if missing:
         raise SystemExit(f"no manifest for {', '.join(missing)} in {WEIGHTS}")
-    _, blocks = measure(args.compare, args.weights, args.runs)
+    blocks = measure(args.compare, args.weights, args.runs, args.flip_runs)
     for name, block in blocks.items():
         path = WEIGHTS / f"{name}.json"
         manifest = json.loads(path.read_text())
@@ -117,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(manifest, indent=2) + "\n")
         print(f"wrote {path.relative_to(ROOT)}: 12j {block['pck12']:.1f} at {block['latency_ratio']:.2f}x, "
               f"flip {block['pck12_flip']:.1f} at {block['latency_ratio_flip']:.2f}x (MoveNet {block['movenet_pck12']:.1f})")
-    TRADEOFF.write_text(json.dumps(tradeoff_rows(blocks), indent=1) + "\n")
+    recorded = {}  # every weight measured so far, this run's and earlier ones'
+    for path in sorted(WEIGHTS.glob("*.json")):
+        manifest = json.loads(path.read_text())
+        if "vs_movenet" in manifest:
+            recorded[manifest["name"]] = manifest["vs_movenet"]
+    TRADEOFF.write_text(json.dumps(tradeoff_rows(recorded), indent=1) + "\n")
     print(f"wrote {TRADEOFF.relative_to(ROOT)}")
     return 0
 

@@ -296,7 +296,8 @@ def test_markdown_table_of_the_shipped_weights_carries_their_manifest_figures(ca
         metrics, train = weight.manifest["val_metrics"], weight.manifest["training"]
         assert (f"| `{weight.name}` | `{weight.model}` | {weight.input_size[0]}x{weight.input_size[1]} | "
                 f"{weight.manifest['precision']} | {weight.decode} | {weight.val_pck:.1f} | {metrics['Head']:.1f} |") in out
-        assert f"| {metrics['PCK@0.1']:.1f} | {train['iterations']:,} iterations, {train['minutes']} min |" in out
+        start = f", from `{Path(train['pretrained']).stem}`" if train.get("pretrained") else ""
+        assert f"| {metrics['PCK@0.1']:.1f} | {train['iterations']:,} iterations, {train['minutes']} min{start} |" in out
 
 
 def test_weights_beside_movenet_are_listed_and_tabled_with_the_recorded_figures(tmp_path, capsys):
@@ -313,7 +314,8 @@ def test_weights_beside_movenet_are_listed_and_tabled_with_the_recorded_figures(
     assert cli_main(["weights", "--dir", str(tmp_path), "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| MoveNet Lightning int8 192x192 | 56.2 | 1.00 | - | - |\n| `fast` | 57.0 | 0.95 | 58.5 | 1.90 |" in out
-    assert "LSPET im08001-im09000 (720 people), 2 threads on Some CPU; each latency ratio is the median of 3 runs" in out
+    assert ("LSPET im08001-im09000 (720 people), 2 threads on Some CPU; each latency ratio is the median of 3 runs "
+            "(3 with the flip test)") in out
 
 
 def test_the_movenet_picture_rows_agree_with_the_manifests():

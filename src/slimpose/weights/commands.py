@@ -108,9 +108,10 @@ def _movenet_table(weights: list[ShippedWeight]) -> str:
     for w, vs in zip(weights, blocks):
         lines.append(f"| `{w.name}` | {vs['pck12']:.1f} | {vs['latency_ratio']:.2f} | {vs['pck12_flip']:.1f} | "
                      f"{vs['latency_ratio_flip']:.2f} |")
-    runs = len(first["latency_ratios"])
+    runs, flip_runs = len(first["latency_ratios"]), len(first["latency_ratios_flip"])
     lines.append(f"\n{first['split']} ({first['images']} people), {first['threads']} threads on {first['cpu']}; "
-                 f"each latency ratio is the median of {runs} runs of `{first['command']}`.")
+                 f"each latency ratio is the median of {runs} runs ({flip_runs} with the flip test) of "
+                 f"`{first['command']}`, each weight beside MoveNet alone.")
     return "\n".join(lines)
 
 
@@ -126,10 +127,21 @@ def _table(weights: list[ShippedWeight], headline: str, columns: tuple[str, ...]
         train = m.get("training", {})
         cells = [f"`{w.name}`", f"`{w.model}`", f"{w.input_size[0]}x{w.input_size[1]}", m.get("precision", "float32"),
                  w.decode, figure(w), *(fmt.format(metrics[c]) if c in metrics else "-" for c in columns),
-                 f"{train['iterations']:,} iterations, {train['minutes']} min"
-                 if {"iterations", "minutes"} <= set(train) else "-"]
+                 _training_cell(train, {w.name for w in weights})]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _training_cell(train: dict, shipped: set[str]) -> str:
+    """``3,000 iterations, 31.2 min``, and the weights it started from when it did not start
+    from scratch: a shipped weight's name, else the recorded path."""
+    if not {"iterations", "minutes"} <= set(train):
+        return "-"
+    start = train.get("pretrained") or ""
+    if Path(start).stem in shipped:
+        start = Path(start).stem
+    start = f", from `{start}`" if start else ""
+    return f"{train['iterations']:,} iterations, {train['minutes']} min{start}"
 
 
 def training_record(run_dir: Path) -> dict:
