@@ -3,6 +3,8 @@ names a registered model and layout, and follows the <model>_<dataset>_<HxW>.yam
 Files under a _base_ folder are bases, loaded only through the configs that name them."""
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -62,14 +64,26 @@ def test_lspet_configs_read_the_data_root(path, monkeypatch):
         assert (ds.type, ds.first, ds.last) == ("lsp", first, last)
 
 
-def test_the_config_the_shipped_weights_cite_keeps_their_data():
-    """lpn_50_lspet-long_128x96.yaml is the first sitting of the shipped LPN-50 weights:
-    its data sets are the manifests' (the later sittings changed only training fields)."""
-    cfg = load_config(REPO / "configs" / "lpn_50_lspet-long_128x96.yaml").to_dict()
-    for manifest in sorted((REPO / "src" / "slimpose" / "weights").glob("lpn_50_lsp_*.json")):
-        shipped = json.loads(manifest.read_text())["config"]
-        assert "configs/lpn_50_lspet-long_128x96.yaml" in json.loads(manifest.read_text())["command"]
-        assert cfg["data"]["train"] == shipped["data"]["train"] and cfg["data"]["val"] == shipped["data"]["val"]
-        model = {k: v for k, v in cfg["model"].items() if k != "head"}  # model.head came after them, empty here
-        assert cfg["model"]["head"] == {} and model == shipped["model"]
-        assert cfg["data"]["layout"] == shipped["data"]["layout"]
+def _data_sets(cfg: dict) -> list[dict]:
+    """The train and val sets with their paths made absolute from the clone's root."""
+    return [{k: os.path.normpath(REPO / v) if k in ("ann_file", "img_dir") and v else v
+             for k, v in cfg["data"][split].items()} for split in ("train", "val")]
+
+
+def test_the_configs_the_shipped_weights_cite_keep_their_data(monkeypatch):
+    """The config a shipped LSP weight's command starts from (the first sitting; later
+    sittings changed only training fields) still holds the manifest's data sets and model,
+    and weights fine-tuned from another shipped weight name its checkpoint."""
+    shipped_dir = REPO / "src" / "slimpose" / "weights"
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv(DATA_ROOT_ENV, "../shared/data")  # what the runs were given (--data-root)
+    for manifest_path in sorted(shipped_dir.glob("lpn_50_lsp_*.json")):
+        manifest = json.loads(manifest_path.read_text())
+        shipped = manifest["config"]
+        cited = re.search(r"configs/\S+\.yaml", manifest["command"])
+        assert cited, f"{manifest_path.name}: its command names no config"
+        cfg = load_config(REPO / cited.group()).to_dict()
+        assert _data_sets(cfg) == _data_sets(shipped)
+        assert cfg["data"]["layout"] == shipped["data"]["layout"] and cfg["model"]["name"] == shipped["model"]["name"]
+        start = shipped["model"]["pretrained"]
+        assert not start or (REPO / start).parent == shipped_dir and (REPO / start).is_file()

@@ -172,6 +172,8 @@ def plot_tradeoff(path: Path, out: Path, metric: str | None = None) -> Path:
         else:
             ax.scatter(*xy, s=40)
         ax.annotate(row["name"], xy, textcoords="offset points", xytext=(5, 4 + dy), fontsize=8)
+    xs = [x for x, _ in points]
+    ax.set_xlim(right=max(xs) + 0.3 * ((max(xs) - min(xs)) or max(xs)))  # room for the rightmost label
     ax.set_xlabel(LATENCY_KEYS[latency])
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} against latency ({path.name})")
