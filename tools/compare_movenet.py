@@ -19,30 +19,21 @@ the runs is the figure.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from slimpose.io import write_json_atomic
+from slimpose.machine import cpu_name
+from slimpose.weights import WEIGHTS_DIR, list_weights
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPARE = ROOT.parent / "shared" / "peers" / "compare.py"
 TRADEOFF = ROOT / "docs" / "movenet_tradeoff.json"
-WEIGHTS = ROOT / "src" / "slimpose" / "weights"
 ROW = re.compile(r"^\| (?P<name>[^|]+?) \| (?P<pck12>[\d.]+) \| (?P<pck14>[\d.]+|n/a) \| [\d.]+ \| (?P<ratio>[\d.]+) \|$")
 HEADER = re.compile(r"^LSPET (?P<split>im\d+-im\d+): (?P<images>\d+) scorable images;.*; (?P<threads>\d+) threads$")
-
-
-def cpu_name() -> str:
-    """``lscpu``'s model name (the CPU the ratios were measured on)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else "unknown CPU"
 
 
 def parse_compare_output(text: str) -> tuple[dict, list[dict]]:
@@ -110,23 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flip-runs", type=int, default=5, help="compare.py runs per weight with it (default 5)")
     parser.add_argument("--compare", type=Path, default=COMPARE, help=f"the comparison script (default {COMPARE})")
     args = parser.parse_args(argv)
-    missing = [w for w in args.weights if not (WEIGHTS / f"{w}.json").is_file()]
+    shipped = {w.name: w for w in list_weights()}
+    missing = [w for w in args.weights if w not in shipped]
     if missing:
-        raise SystemExit(f"no manifest for {', '.join(missing)} in {WEIGHTS}")
+        raise SystemExit(f"no manifest for {', '.join(missing)} in {WEIGHTS_DIR}")
     blocks = measure(args.compare, args.weights, args.runs, args.flip_runs)
     for name, block in blocks.items():
-        path = WEIGHTS / f"{name}.json"
-        manifest = json.loads(path.read_text())
-        manifest["vs_movenet"] = block
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
-        print(f"wrote {path.relative_to(ROOT)}: 12j {block['pck12']:.1f} at {block['latency_ratio']:.2f}x, "
+        manifest_path = WEIGHTS_DIR / f"{name}.json"
+        shipped[name].manifest["vs_movenet"] = block
+        write_json_atomic(manifest_path, shipped[name].manifest)
+        print(f"wrote {manifest_path}: 12j {block['pck12']:.1f} at {block['latency_ratio']:.2f}x, "
               f"flip {block['pck12_flip']:.1f} at {block['latency_ratio_flip']:.2f}x (MoveNet {block['movenet_pck12']:.1f})")
-    recorded = {}  # every weight measured so far, this run's and earlier ones'
-    for path in sorted(WEIGHTS.glob("*.json")):
-        manifest = json.loads(path.read_text())
-        if "vs_movenet" in manifest:
-            recorded[manifest["name"]] = manifest["vs_movenet"]
-    TRADEOFF.write_text(json.dumps(tradeoff_rows(recorded), indent=1) + "\n")
+    # every weight measured so far, this run's and earlier ones'
+    recorded = {w.name: w.manifest["vs_movenet"] for w in shipped.values() if "vs_movenet" in w.manifest}
+    write_json_atomic(TRADEOFF, tradeoff_rows(recorded), indent=1)
     print(f"wrote {TRADEOFF.relative_to(ROOT)}")
     return 0
 

@@ -103,21 +103,12 @@ def plot_run(run_dir: Path, out: Path) -> Path:
     return _save(plt, fig, out)
 
 
-def _tradeoff_metric(rows: list, path: Path, metric: str | None) -> str:
-    if metric:
-        return metric
-    for key in ACCURACY_KEYS:
+def _key_of_every_row(rows: list, keys, what: str, path: Path, hint: str = "") -> str:
+    """The first of ``keys`` that every row has."""
+    for key in keys:
         if all(key in row for row in rows):
             return key
-    raise DataError(path, "rows", f"no accuracy key that every row has; expected one of {', '.join(ACCURACY_KEYS)} "
-                                  f"(or name it with --metric)")
-
-
-def _tradeoff_latency(rows: list, path: Path) -> str:
-    for key in LATENCY_KEYS:
-        if all(key in row for row in rows):
-            return key
-    raise DataError(path, "rows", f"no latency key that every row has; expected one of {', '.join(LATENCY_KEYS)}")
+    raise DataError(path, "rows", f"no {what} key that every row has; expected one of {', '.join(keys)}{hint}")
 
 
 def read_tradeoff_rows(path: Path, metric: str | None) -> tuple[list[dict], str, str]:
@@ -130,8 +121,8 @@ def read_tradeoff_rows(path: Path, metric: str | None) -> tuple[list[dict], str,
         raise DataError(path, "file", f"not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise DataError(path, "file", "expected a non-empty JSON list of {name, val_pck or AP, latency_ms} objects")
-    metric = _tradeoff_metric(rows, path, metric)
-    latency = _tradeoff_latency(rows, path)
+    metric = metric or _key_of_every_row(rows, ACCURACY_KEYS, "accuracy", path, " (or name it with --metric)")
+    latency = _key_of_every_row(rows, LATENCY_KEYS, "latency", path)
     for i, row in enumerate(rows):
         if not isinstance(row.get("name"), str):
             raise DataError(path, f"[{i}].name", "missing or not a string")

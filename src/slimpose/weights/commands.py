@@ -87,11 +87,12 @@ def markdown_weights_table(weights: list[ShippedWeight]) -> str:
     LSP weights (PCK per joint group), one for COCO-format ones (AP), each when there are any."""
     lsp = [w for w in weights if w.val_pck is not None]
     coco = [w for w in weights if w.val_ap is not None]
+    names = {w.name for w in weights}
     tables = [_table(lsp, "val PCK@0.2", ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "PCK@0.1"),
-                     lambda w: f"{w.val_pck:.1f}", "{:.1f}")] if lsp or not coco else []
+                     lambda w: f"{w.val_pck:.1f}", "{:.1f}", names)] if lsp or not coco else []
     if coco:
         tables.append(_table(coco, "val AP", ("AP50", "AP75", "APM", "APL", "AR", "AP, named joints"),
-                             lambda w: f"{w.val_ap:.3f}", "{:.3f}"))
+                             lambda w: f"{w.val_ap:.3f}", "{:.3f}", names))
     measured = [w for w in weights if "vs_movenet" in w.manifest]
     if measured:
         tables.append(_movenet_table(measured))
@@ -115,7 +116,8 @@ def _movenet_table(weights: list[ShippedWeight]) -> str:
     return "\n".join(lines)
 
 
-def _table(weights: list[ShippedWeight], headline: str, columns: tuple[str, ...], figure, fmt: str) -> str:
+def _table(weights: list[ShippedWeight], headline: str, columns: tuple[str, ...], figure, fmt: str,
+           shipped: set[str]) -> str:
     lines = [f"| name | model | input | precision | decode | {headline} | " + " | ".join(columns) + " | training |",
              "|---" * (7 + len(columns)) + "|"]
     for w in weights:
@@ -127,7 +129,7 @@ def _table(weights: list[ShippedWeight], headline: str, columns: tuple[str, ...]
         train = m.get("training", {})
         cells = [f"`{w.name}`", f"`{w.model}`", f"{w.input_size[0]}x{w.input_size[1]}", m.get("precision", "float32"),
                  w.decode, figure(w), *(fmt.format(metrics[c]) if c in metrics else "-" for c in columns),
-                 _training_cell(train, {w.name for w in weights})]
+                 _training_cell(train, shipped)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
