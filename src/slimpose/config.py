@@ -190,6 +190,11 @@ class TrainConfig:
     # Wall-clock budget: past it, training stops after the current iteration, then
     # validates and saves as at the end of a run. 0 = no budget.
     max_minutes: float = 0.0
+    # Knowledge distillation (heatmap models, engine.distill): a trained teacher with the same
+    # joints (a shipped weight's name or a checkpoint) sees each augmented batch at its own input
+    # size; its heatmaps take distill_weight of the target, the labels' the rest. "" = off.
+    distill_from: str = ""
+    distill_weight: float = 0.5
 
 
 @dataclass

@@ -232,3 +232,17 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", npst["key"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["gauss"]))
     inner, version, gauss = state["python"]
     random.setstate((version, tuple(inner), gauss))
+
+
+def model_from_checkpoint(state: dict, source: str) -> nn.Module:
+    """The model a checkpoint's ``meta`` describes (name, arguments, input size, joints),
+    with its weights loaded; the checkpoint is its own config."""
+    meta = state.get("meta") or {}
+    names = (meta.get("layout") or {}).get("names")
+    if not meta.get("model_name") or not meta.get("input_size") or not names:
+        raise CheckpointError(f"{source}: meta: names no model, input size or joints; "
+                              "a checkpoint written by slimpose train has them")
+    model = build_model(meta["model_name"], num_joints=len(names), input_size=tuple(meta["input_size"]),
+                        **(meta.get("model_kwargs") or {}))
+    load_model_weights(model, state)
+    return model

@@ -28,6 +28,7 @@ from slimpose.engine.callbacks import Callback, default_callbacks
 from slimpose.engine.checkpoint import load_model_weights, load_partial_weights, rng_state, save_checkpoint, set_rng_state
 from slimpose.engine.distributed import (DistInfo, barrier, broadcast_buffers, init_distributed, reduce_mean,
                                         shutdown_distributed)
+from slimpose.engine.distill import HeatmapTeacher
 from slimpose.engine.divergence import LossWatch, non_finite_weights
 from slimpose.engine.evaluate import evaluate
 from slimpose.engine.progress import EpochReport, PlainProgress
@@ -89,6 +90,7 @@ class Trainer:
         self.model = self.model.to(memory_format=self.memory_format)
         self.head.bind(self.model)
         self.head.to(self.info.device)
+        self.teacher = self._build_teacher()
         self.optimizer = build_optimizer(tc, self.model)
         self.callbacks = [*default_callbacks(self), *(callbacks or [])]
         self.amp = tc.amp and self.info.device.type == "cuda"
@@ -115,6 +117,19 @@ class Trainer:
         self.state = _State()
         self.records: list[dict] = []  # log.jsonl's lines: one per committed epoch
         self.loss_watch = LossWatch()
+
+    def _build_teacher(self) -> HeatmapTeacher | None:
+        tc = self.cfg.train
+        if not tc.distill_from:
+            return None
+        if self.output_kind != "heatmap":
+            raise ConfigError(f"train.distill_from: {self.cfg.model.name} gives {self.output_kind} outputs; "
+                              "distillation blends heatmaps")
+        teacher = HeatmapTeacher(tc.distill_from, self.layout.names, tc.distill_weight, self.info.device)
+        if self.info.is_main:
+            print(f"slimpose: train.distill_from: {tc.distill_from} ({teacher.model.model_name} at "
+                  f"{teacher.input_size[0]}x{teacher.input_size[1]}) gives {tc.distill_weight:g} of each target")
+        return teacher
 
     # ---------------------------------------------------------------- checkpoints
     def _load_pretrained(self, name_or_path: str) -> None:
@@ -255,6 +270,8 @@ class Trainer:
             images = batch["image"].to(self.info.device, non_blocking=True, memory_format=self.memory_format)
             target = batch["target"].to(self.info.device, non_blocking=True)
             weight = batch["target_weight"].to(self.info.device, non_blocking=True)
+            if self.teacher is not None:
+                target = self.teacher.blend(images, target)
             with torch.autocast(self.info.device.type, enabled=self.amp):
                 output = self.net(images)
             loss = self.head(output, target, weight)

@@ -1,0 +1,63 @@
+"""Knowledge distillation for heatmap models: a trained teacher's heatmaps join the labels'.
+
+The teacher sees each augmented training batch at its own input size. Crops are made so
+that a box's centre lands on the crop's centre ``(W / 2, H / 2)`` (:mod:`slimpose.geometry`)
+and heatmap pixel ``j`` stands for input pixel ``j * stride`` (:mod:`slimpose.codecs.heatmap`),
+so the same crop at two sizes, and the heatmaps made from them, differ by a scale about the
+origin: :func:`resample_from_origin` maps one onto the other exactly (a plain bilinear resize
+would shift every joint by a fraction of a pixel)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from slimpose.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from slimpose.errors import ConfigError
+from slimpose.weights import resolve_checkpoint
+
+
+def resample_from_origin(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resample of ``maps`` (N, C, H, W) to ``size`` (h, w) where output pixel
+    ``(y, x)`` reads input pixel ``(y * H / h, x * W / w)``."""
+    (in_h, in_w), (out_h, out_w) = maps.shape[-2:], size
+    ys = torch.arange(out_h, dtype=torch.float32, device=maps.device) * (in_h / out_h)
+    xs = torch.arange(out_w, dtype=torch.float32, device=maps.device) * (in_w / out_w)
+    # grid_sample with align_corners=True: -1 and +1 are the centres of the first and last pixel
+    gy = ys / max(in_h - 1, 1) * 2 - 1
+    gx = xs / max(in_w - 1, 1) * 2 - 1
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)
+    grid = grid.unsqueeze(0).expand(maps.shape[0], -1, -1, -1).to(maps.dtype)
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+class HeatmapTeacher:
+    """A trained heatmap model (``train.distill_from``: a shipped weight's name or a
+    checkpoint) whose heatmaps take ``weight`` of each training target."""
+
+    def __init__(self, name_or_path: str, joint_names: tuple[str, ...], weight: float, device: torch.device):
+        if not 0.0 < weight <= 1.0:
+            raise ConfigError(f"train.distill_weight: {weight} must lie in (0, 1]: the teacher's share of the target")
+        path = resolve_checkpoint(name_or_path)
+        state = load_checkpoint(path)
+        self.model = model_from_checkpoint(state, str(path))
+        if self.model.output_kind != "heatmap":
+            raise ConfigError(f"train.distill_from: {name_or_path} is a {self.model.output_kind} model; "
+                              "a teacher must give heatmaps")
+        teacher_names = tuple(state["meta"]["layout"]["names"])
+        if teacher_names != tuple(joint_names):
+            raise ConfigError(f"train.distill_from: {name_or_path} predicts {', '.join(teacher_names)}; "
+                              f"the student's joints are {', '.join(joint_names)}")
+        self.model = self.model.to(device).eval().requires_grad_(False)
+        self.input_size = tuple(self.model.input_size)
+        self.weight = weight
+        self.source = name_or_path
+
+    @torch.no_grad()
+    def heatmaps(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The teacher's heatmaps for student ``images``, at heatmap ``size``."""
+        crops = resample_from_origin(images.float(), self.input_size)
+        return resample_from_origin(self.model(crops).float(), size)
+
+    def blend(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (1 - self.weight) * target + self.weight * self.heatmaps(images, tuple(target.shape[-2:]))
