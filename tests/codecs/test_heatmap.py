@@ -11,9 +11,13 @@ import pytest
 from slimpose.codecs import (
     HeatmapCodec,
     build_codec,
+    dark_kernel_size,
     decode_heatmaps,
     flip_heatmaps,
+    gaussian_blur,
     generate_gaussian_heatmaps,
+    get_heatmap_maximum,
+    refine_dark,
 )
 from slimpose.keypoints import COCO17, MPII16
 
@@ -216,3 +220,24 @@ def test_build_codec():
     assert cc.output_kind == "coordinate" and cc.input_size == (256, 256)
     with pytest.raises(ValueError):
         build_codec("mesh", (256, 192))
+
+
+@pytest.mark.parametrize("sigma, shape", [(1.5, (3, 14, 32, 24)), (2.0, (2, 17, 64, 48)), (3.0, (1, 5, 16, 12))])
+def test_dark_on_blurred_windows_matches_dark_on_the_whole_blurred_map(sigma, shape):
+    """DARK's formula (MMPose's refine_keypoints_dark) on the whole blurred log-heatmap."""
+    rng = np.random.default_rng(0)
+    hm = rng.random(shape) ** 8 + 0.01 * rng.random(shape)
+    coords, _ = get_heatmap_maximum(hm)
+    lg = np.log(np.maximum(gaussian_blur(hm, dark_kernel_size(sigma)), 1e-10))
+    expected = coords.copy()
+    for n, k in np.ndindex(*shape[:2]):
+        x, y = coords[n, k].astype(int)
+        if not (1 < x < shape[3] - 2 and 1 < y < shape[2] - 2):
+            continue
+        m = lg[n, k]
+        grad = 0.5 * np.array([m[y, x + 1] - m[y, x - 1], m[y + 1, x] - m[y - 1, x]])
+        dxx = 0.25 * (m[y, x + 2] - 2 * m[y, x] + m[y, x - 2])
+        dyy = 0.25 * (m[y + 2, x] - 2 * m[y, x] + m[y - 2, x])
+        dxy = 0.25 * (m[y + 1, x + 1] - m[y - 1, x + 1] - m[y + 1, x - 1] + m[y - 1, x - 1])
+        expected[n, k] -= np.linalg.solve(np.array([[dxx, dxy], [dxy, dyy]]), grad)
+    assert np.allclose(refine_dark(hm, coords, sigma), expected, atol=1e-8)
