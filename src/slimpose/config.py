@@ -426,6 +426,8 @@ def _check_train(tc: TrainConfig) -> None:
         value = getattr(tc, name)
         _check(value >= 0, f"train.{name}", f"must be 0 or more, got {value}")
     _check(tc.log_interval >= 1, "train.log_interval", f"must be at least 1, got {tc.log_interval}")
+    _check(0 < tc.distill_weight <= 1, "train.distill_weight",
+           f"must lie in (0, 1] (the teacher's share of the target), got {tc.distill_weight}")
 
 
 def _check_model_name(cfg: ExperimentConfig) -> None:

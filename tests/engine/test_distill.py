@@ -75,8 +75,8 @@ def test_the_blended_target_is_the_teachers_share_plus_the_labels(synth, teacher
 
 
 @pytest.mark.parametrize("change, field", [
-    ({"train": {"distill_weight": 0.0}}, "train.distill_weight"),
-    ({"train": {"distill_weight": 1.5}}, "train.distill_weight"),
+    ({"train": {"distill_weight": 0.0}}, "train.distill_weight: must lie in"),
+    ({"train": {"distill_weight": 1.5}}, "train.distill_weight: must lie in"),
     ({"model": {"name": "repnet_a", "kwargs": {}}, "data": {"input_size": [64, 64]}}, "train.distill_from"),
     ({"train": {"distill_from": "lpn_50_lsp_192x144"}}, "train.distill_from: .*the student's joints are nose"),
 ])
@@ -85,4 +85,4 @@ def test_a_teacher_that_cannot_teach_is_a_config_error(synth, teacher_checkpoint
     for section, values in change.items():
         cfg[section] = {**cfg[section], **values}
     with pytest.raises(ConfigError, match=field):
-        Trainer(config_from_dict(cfg), tmp_path)
+        Trainer(config_from_dict(cfg), tmp_path)  # the config's own checks or the teacher's

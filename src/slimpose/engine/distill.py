@@ -36,8 +36,6 @@ class HeatmapTeacher:
     checkpoint) whose heatmaps take ``weight`` of each training target."""
 
     def __init__(self, name_or_path: str, joint_names: tuple[str, ...], weight: float, device: torch.device):
-        if not 0.0 < weight <= 1.0:
-            raise ConfigError(f"train.distill_weight: {weight} must lie in (0, 1]: the teacher's share of the target")
         path = resolve_checkpoint(name_or_path)
         state = load_checkpoint(path)
         self.model = model_from_checkpoint(state, str(path))
