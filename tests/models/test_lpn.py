@@ -104,6 +104,28 @@ def test_gc_block_identity_at_init(models):
             assert torch.equal(block.eval()(x), x)
 
 
+def _gcnet_reference(block: GlobalContextBlock, x: torch.Tensor) -> torch.Tensor:
+    """GCNet's context block as its paper writes it, channels first."""
+    mask = block.conv_mask(x).flatten(2).softmax(dim=-1)  # (N, 1, HW)
+    context = torch.matmul(x.flatten(2), mask.transpose(1, 2)).unsqueeze(-1)  # (N, C, 1, 1)
+    return x + block.channel_add(context)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gc_block_computes_gcnet_formula(channels_last):
+    torch.manual_seed(0)
+    block = GlobalContextBlock(32).eval()
+    for p in block.parameters():
+        nn.init.normal_(p, std=0.3)  # every term matters, the LayerNorm's affine included
+    x = torch.randn(2, 32, 8, 6)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref, out = _gcnet_reference(block, x), block(x)
+    assert (ref - x).abs().max() > 0.1  # the block changes its input: a real comparison
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["lpn_50", "lpn_50_nogc"])
 def test_reparameterize_same_output(name):
     torch.manual_seed(0)
