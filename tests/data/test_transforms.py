@@ -132,6 +132,19 @@ def test_normalize_crop():
     np.testing.assert_array_equal(r["image"], out)
 
 
+
+@pytest.mark.parametrize("shape", [(16, 12, 3), (2, 16, 12, 3)])
+@pytest.mark.parametrize("to_rgb", [True, False])
+def test_normalize_crop_uint8_table_equals_float_arithmetic(shape, to_rgb):
+    """uint8 crops (the runtime's) go through a per-channel lookup table; float ones
+    through arithmetic: the same float32 values either way, every level included."""
+    crop = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    crop.reshape(-1)[:256] = np.arange(256)
+    mean, std = (10.0, 128.0, 250.5), (1.5, 64.0, 3.0)
+    fast = normalize_crop(crop, mean, std, to_rgb)
+    assert fast.dtype == np.float32 and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, normalize_crop(crop.astype(np.float32), mean, std, to_rgb))
+
 def _scene(rng):
     """An image with a bright dot under each labelled LSP joint."""
     image = (rng.integers(0, 60, (240, 320, 3))).astype(np.uint8)

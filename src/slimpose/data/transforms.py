@@ -16,6 +16,7 @@ This module imports no torch: the deploy runtime uses the geometry and
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import cv2
@@ -53,12 +54,25 @@ def box_to_center_scale(box_xywh, aspect_ratio: float, padding: float = BOX_PADD
     return center, scale
 
 
+@functools.lru_cache(maxsize=8)
+def _normalize_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: the normalised value of each uint8 level, per channel."""
+    levels = np.arange(256, dtype=np.float32)
+    return np.stack([(levels - np.float32(m)) * (np.float32(1.0) / np.float32(s)) for m, s in zip(mean, std)])
+
+
 def normalize_crop(crop_bgr: np.ndarray, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB,
                    to_rgb: bool = True) -> np.ndarray:
     """(..., H, W, 3) uint8 BGR crops → (..., 3, H, W) float32, mean/std normalised
     (RGB order unless ``to_rgb`` is False). One crop or a batch."""
     if crop_bgr.ndim < 3 or crop_bgr.shape[-1] != 3:
         raise ValueError(f"expected (H, W, 3) or (N, H, W, 3) BGR images, got shape {crop_bgr.shape}")
+    if crop_bgr.dtype == np.uint8:  # the runtime's case: one table lookup per channel, a third of the time
+        table = _normalize_table(tuple(map(float, mean)), tuple(map(float, std)))
+        out = np.empty((*crop_bgr.shape[:-3], 3, *crop_bgr.shape[-3:-1]), dtype=np.float32)
+        for channel in range(3):
+            np.take(table[channel], crop_bgr[..., 2 - channel if to_rgb else channel], out=out[..., channel, :, :])
+        return out
     x = (crop_bgr[..., ::-1] if to_rgb else crop_bgr).astype(np.float32)
     x -= np.asarray(mean, dtype=np.float32)
     x *= 1.0 / np.asarray(std, dtype=np.float32)
