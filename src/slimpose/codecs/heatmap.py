@@ -37,6 +37,7 @@ estimator (error ~0.01 px on clean Gaussians). This module is numpy-only (no tor
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -170,20 +171,31 @@ def gaussian_blur(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
     return out * ratio[..., None, None]
 
 
+@functools.lru_cache(maxsize=8)
+def _blur_matrix(kernel: int, size: int) -> np.ndarray:
+    """(size + kernel - 1, size): ``row @ matrix`` is the 1-D Gaussian blur of a padded
+    row at its ``size`` inner pixels (column c holds the kernel on rows c .. c + kernel - 1)."""
+    g = _gaussian_kernel_1d(kernel)
+    matrix = np.zeros((size + kernel - 1, size))
+    for c in range(size):
+        matrix[c:c + kernel, c] = g
+    return matrix
+
+
 def _blurred_windows(maps: np.ndarray, x: np.ndarray, y: np.ndarray, kernel: int, radius: int) -> np.ndarray:
     """:func:`gaussian_blur`'s zero-padded blur of each map ``maps[m]`` (M, h, w), evaluated
     only on the (2 radius + 1)^2 pixels around ``(x[m], y[m])`` and without its rescaling
     (each window is off by one factor per map). ``radius <= x < w - radius``, same for y."""
-    g = _gaussian_kernel_1d(kernel)
+    m, h, w = maps.shape
     p = (kernel - 1) // 2
-    padded = np.pad(maps, ((0, 0), (p, p), (p, p)))
+    padded = np.zeros((m, h + 2 * p, w + 2 * p))
+    padded[:, p:p + h, p:p + w] = maps
     span = np.arange(2 * radius + 2 * p + 1)  # padded pixels the window's blur reads
     rows = (y - radius)[:, None] + span
     cols = (x - radius)[:, None] + span
-    patch = padded[np.arange(len(maps))[:, None, None], rows[:, :, None], cols[:, None, :]]
-    size = 2 * radius + 1
-    across = sum(g[i] * patch[:, :, i:i + size] for i in range(kernel))
-    return sum(g[i] * across[:, i:i + size, :] for i in range(kernel))
+    patch = padded[np.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    blur = _blur_matrix(kernel, 2 * radius + 1)
+    return blur.T @ (patch @ blur)  # along rows, then along columns
 
 
 def refine_dark(heatmaps: np.ndarray, coords: np.ndarray, sigma: float = 2.0) -> np.ndarray:
