@@ -156,6 +156,9 @@ def quantize_int8(
             quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=act,
             weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method],
             nodes_to_exclude=exclude, reduce_range=reduce_range,
+            # a LayerNormalization's scale is a vector over its normalised axes: per channel
+            # is along its last axis (ORT's default axis 1 misses a rank-1 scale and warns)
+            extra_options={"QDQOpTypePerChannelSupportToAxis": {"LayerNormalization": -1}},
         )
         q = onnx.load(str(staged))
         props = {prop.key: prop.value for prop in src.metadata_props}
