@@ -132,7 +132,6 @@ def test_normalize_crop():
     np.testing.assert_array_equal(r["image"], out)
 
 
-
 @pytest.mark.parametrize("shape", [(16, 12, 3), (2, 16, 12, 3)])
 @pytest.mark.parametrize("to_rgb", [True, False])
 def test_normalize_crop_uint8_table_equals_float_arithmetic(shape, to_rgb):
@@ -144,6 +143,7 @@ def test_normalize_crop_uint8_table_equals_float_arithmetic(shape, to_rgb):
     fast = normalize_crop(crop, mean, std, to_rgb)
     assert fast.dtype == np.float32 and fast.flags.c_contiguous
     np.testing.assert_array_equal(fast, normalize_crop(crop.astype(np.float32), mean, std, to_rgb))
+
 
 def _scene(rng):
     """An image with a bright dot under each labelled LSP joint."""

@@ -20,50 +20,34 @@ def test_int8_weights_use_7_bits_on_x86_without_vnni(tmp_path):
     assert cpu_lacks_vnni(tmp_path / "absent") is False
 
 
-def _int8_graph_ops(module, tmp_path) -> list[str]:
-    """The operators ONNX Runtime runs for ``module`` after QDQ INT8 quantisation (the
-    scheme of :func:`~slimpose.deploy.quantize.quantize_int8`) and its full graph
-    optimisation (which moves quantised convs to NHWC)."""
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's TorchScript exporter, as slimpose's export
+def test_lpn_int8_graph_transposes_only_around_its_float_layers(tmp_path):
+    """LPN's GC blocks are written channels-last so that their reshapes, matmul and
+    LayerNorm read the NHWC tensors ONNX Runtime's INT8 convs produce. After slimpose's
+    export and INT8 quantisation and ORT's full optimisation, the only transposes left are
+    the graph's input and output and the two float deconvolutions' (GCNet's channels-first
+    formula added six per block: 102 in LPN-50)."""
     import numpy as np
+    import onnx
     import onnxruntime as ort
     import torch
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    x = torch.randn(1, 3, 16, 12)
-    torch.onnx.export(module.eval(), (x,), str(tmp_path / "float.onnx"), input_names=["input"], opset_version=17,
-                      dynamo=False)
+    from slimpose.deploy.export import export_onnx
+    from slimpose.deploy.quantize import quantize_int8
+    from slimpose.keypoints import get_layout
+    from slimpose.models.registry import build_model
 
-    class Crops(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"input": np.random.default_rng(i).normal(size=(1, 3, 16, 12)).astype(np.float32)}
-                                 for i in range(4)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantize_static(str(tmp_path / "float.onnx"), str(tmp_path / "int8.onnx"), Crops(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # as slimpose's
+    layout = get_layout("lsp")
+    torch.manual_seed(0)
+    model = build_model("lpn_50", num_joints=layout.num_keypoints).eval()
+    export_onnx(model, tmp_path / "float.onnx", (64, 48), layout, model_name="lpn_50")
+    crops = np.random.default_rng(0).normal(size=(4, 3, 64, 48)).astype(np.float32)
+    quantize_int8(tmp_path / "float.onnx", tmp_path / "int8.onnx", crops, float_attention=False)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(tmp_path / "int8.onnx"), opts, providers=["CPUExecutionProvider"])
-    import onnx
-
-    return [node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's TorchScript exporter, as slimpose's export
-def test_gc_block_adds_no_transposes_to_the_int8_graph(tmp_path):
-    """LPN's GC block is written channels-last so that its reshapes, matmul and LayerNorm
-    read the NHWC tensors the INT8 convs produce: only the graph's input and output are
-    transposed (the channels-first formula added six transposes per block)."""
-    import torch
-    import torch.nn as nn
-
-    from slimpose.models.lpn import GlobalContextBlock
-
-    torch.manual_seed(0)
-    module = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), GlobalContextBlock(32), nn.Conv2d(32, 8, 1))
-    ops = _int8_graph_ops(module, tmp_path)
-    assert "QLinearMatMul" in ops and "QLinearConv" in ops  # the block was quantised
-    assert ops.count("Transpose") == 2, ops
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearMatMul") == 16 and ops.count("ConvTranspose") == 2  # 16 GC blocks, quantised
+    assert ops.count("Transpose") == 2 + 2 * 2, ops
