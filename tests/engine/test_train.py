@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from slimpose.cli import main as cli_main
 from slimpose.config import TrainConfig, config_from_dict
 from slimpose.data.synthetic import generate_synthetic_coco
 from slimpose.engine.checkpoint import load_checkpoint, load_model_weights
+from slimpose.engine import train as train_module
 from slimpose.engine.train import Trainer, build_optimizer, learning_rate
 from slimpose.errors import TrainingDiverged
 from slimpose.errors import CheckpointError, ConfigError
@@ -149,6 +152,22 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(synth, tmp_path):
     ckpt = load_checkpoint(tmp_path / "last.pth")
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_ctrl_c_while_an_epoch_is_saved_stops_once_its_files_are_all_written(synth, tmp_path, monkeypatch):
+    cfg = config_from_dict(small_config(synth, epochs=3))
+    copy_last = train_module.copy_last_checkpoint
+
+    def interrupted_copy(work_dir, improved):  # Ctrl-C between last.pth and the log
+        os.kill(os.getpid(), signal.SIGINT)
+        copy_last(work_dir, improved)
+
+    monkeypatch.setattr(train_module, "copy_last_checkpoint", interrupted_copy)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path).fit()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1]
+    assert load_checkpoint(tmp_path / "last.pth")["epoch"] == 1
 
 
 def test_checkpoint_from_another_model_names_the_keys(tmp_path):

@@ -37,6 +37,7 @@ from slimpose.engine.rundir import (claim_work_dir, copy_last_checkpoint, keep_p
 from slimpose.errors import ConfigError, OutputError, TrainingDiverged
 from slimpose.io import write_json_atomic
 from slimpose.models import get_model_entry
+from slimpose.signals import StopSignals
 from slimpose.weights import resolve_checkpoint
 
 
@@ -173,7 +174,8 @@ class Trainer:
 
     def _commit(self, improved: list[str], summary: dict | None) -> None:
         """Save the epoch: ``last.pth`` first (a resume starts from it), then its copies
-        (best.pth, ...) and the log, which a resume restores from it if they are missing."""
+        (best.pth, ...) and the log, which a resume restores from it if they are missing
+        (the process killed outright)."""
         if self.info.is_main:
             broken = non_finite_weights(self.model)
             if broken:
@@ -181,18 +183,23 @@ class Trainer:
                 raise TrainingDiverged(f"weights became non-finite ({', '.join(broken[:3])}) in stage {s.stage} epoch "
                                        f"{s.epoch}; training stopped and {self._kept_checkpoint()}. Lower train.lr "
                                        f"or add train.clip_grad")
-            state = self._checkpoint(improved, summary)
-            last = self.work_dir / "last.pth"
-            try:
-                save_checkpoint(state, last)
-            except OSError as e:
-                raise self._write_failed(last, e) from None
-            try:
-                copy_last_checkpoint(self.work_dir, improved)
-                write_log(self.work_dir, self.records)
-            except OSError as e:
-                raise self._write_failed(self.work_dir, e) from None
+            # A Ctrl-C or SIGTERM here takes effect once the epoch's files are all written.
+            with StopSignals() as stop:
+                self._write_epoch_files(improved, summary)
+            stop.redeliver()
         barrier(self.info)
+
+    def _write_epoch_files(self, improved: list[str], summary: dict | None) -> None:
+        last = self.work_dir / "last.pth"
+        try:
+            save_checkpoint(self._checkpoint(improved, summary), last)
+        except OSError as e:
+            raise self._write_failed(last, e) from None
+        try:
+            copy_last_checkpoint(self.work_dir, improved)
+            write_log(self.work_dir, self.records)
+        except OSError as e:
+            raise self._write_failed(self.work_dir, e) from None
 
     def _write_failed(self, target: Path, error: OSError) -> OutputError:
         return OutputError(f"{target}: cannot be written ({error.strerror or error}); {self._kept_checkpoint()}. "

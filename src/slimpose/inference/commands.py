@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from slimpose.cli_support import check_folder_out, parse_hxw, plural
 from slimpose.codecs import DECODE_METHODS
 from slimpose.errors import DataError, SlimposeError
 from slimpose.inference.outputs import OutputFolder, check_out_folder, drawing_name
+from slimpose.signals import StopSignals
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt")
@@ -176,34 +175,6 @@ def _round(values, digits: int = 2) -> list:
 
 
 # --------------------------------------------------------------------------- the run
-
-
-class StopSignals:
-    """While entered, SIGINT (Ctrl-C) and SIGTERM (``timeout``, ``docker stop``, systemd)
-    ask the run to stop after the current image or frame, so that its results are
-    written; a second signal stops at once (KeyboardInterrupt). Outside the main thread,
-    where Python cannot install handlers, signals keep their usual effect."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: signal.Signals | None = None
-        self._previous: dict = {}
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum)
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous = {}
 
 
 class InferRun:
