@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from slimpose.codecs.heatmap import HeatmapCodec
 from slimpose.config import config_from_dict
 from slimpose.data.synthetic import generate_synthetic_coco
-from slimpose.engine.distill import resample_from_origin
+from slimpose.engine.distill import mirror_heatmaps_back, resample_from_origin
 from slimpose.engine.train import Trainer
 from slimpose.errors import ConfigError
 
@@ -40,6 +40,20 @@ def test_a_teacher_heatmap_resampled_to_the_student_decodes_to_the_same_crop_poi
 def test_resampling_to_the_same_size_changes_nothing():
     maps = torch.rand(2, 3, 16, 12)
     assert torch.allclose(resample_from_origin(maps, (16, 12)), maps, atol=1e-6)
+
+
+def test_heatmaps_of_the_mirrored_crop_come_back_to_the_joints_of_the_crop():
+    codec = HeatmapCodec((96, 72), sigma=1.5, decode="dark")
+    flip_index = [1, 0, 2, 3]  # joints 0 and 1 are a left/right pair
+    mirrored_joints = np.stack([72 - 1 - JOINTS[:, 0], JOINTS[:, 1]], axis=1)[flip_index]
+    maps, _ = codec.encode(mirrored_joints, np.ones(len(JOINTS)))
+    maps = torch.as_tensor(maps[None], dtype=torch.float32)
+    back = mirror_heatmaps_back(maps, flip_index, 72)
+    # within 0.1 heatmap pixel (linear interpolation bends a Gaussian's peak a little)
+    assert np.abs(codec.decode_batch(back.numpy())[0][0] - JOINTS).max() < 0.4
+    # the plain reversal of the columns lands 3/4 of a heatmap pixel (3 crop pixels) left
+    reversed_only = maps[:, flip_index].flip(-1)
+    assert np.abs(codec.decode_batch(reversed_only.numpy())[0][0][:, 0] - JOINTS[:, 0] + 3).max() < 0.4
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +86,19 @@ def test_the_blended_target_is_the_teachers_share_plus_the_labels(synth, teacher
     images, labels = torch.rand(2, 3, 64, 48), torch.rand(2, 17, 16, 12)
     expected = 0.75 * labels + 0.25 * teacher.heatmaps(images, (16, 12))
     assert torch.allclose(teacher.blend(images, labels), expected)
+
+
+def test_a_flip_teacher_averages_the_crop_and_its_mirror(synth, teacher_checkpoint, tmp_path, capsys):
+    cfg = small_config(synth, distill_from=str(teacher_checkpoint), distill_flip=True)
+    trainer = Trainer(config_from_dict(cfg), tmp_path)
+    teacher, images = trainer.teacher, torch.rand(2, 3, 64, 48)
+    assert teacher.flip_index == trainer.layout.flip_index
+    assert "with its flip test" in capsys.readouterr().out
+    crops = resample_from_origin(images, teacher.input_size)
+    with torch.no_grad():
+        plain, mirrored = teacher.model(crops), teacher.model(crops.flip(-1))
+    expected = resample_from_origin((plain + mirror_heatmaps_back(mirrored, teacher.flip_index, 96)) / 2, (16, 12))
+    assert torch.allclose(teacher.heatmaps(images, (16, 12)), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("change, field", [

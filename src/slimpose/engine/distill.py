@@ -31,11 +31,25 @@ def resample_from_origin(maps: torch.Tensor, size: tuple[int, int]) -> torch.Ten
     return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def mirror_heatmaps_back(maps: torch.Tensor, flip_index: list[int], input_width: int) -> torch.Tensor:
+    """Heatmaps (N, K, h, w) predicted on mirrored crops of ``input_width`` pixels, brought
+    back to the unmirrored crops: joints swapped by ``flip_index``, columns reversed and
+    moved by the exact sub-pixel offset. Input pixel ``x`` mirrors to ``W - 1 - x``, which
+    is heatmap column ``(W - 1) / s - j`` for stride ``s = W / w``: ``(s - 1) / s`` of a
+    column right of the plain reversal ``w - 1 - j`` (HRNet's shift rounds it to one)."""
+    reversed_maps = maps[:, flip_index].flip(-1)
+    offset = (input_width / maps.shape[-1] - 1) / (input_width / maps.shape[-1])
+    left_neighbour = torch.cat([reversed_maps[..., :1], reversed_maps[..., :-1]], dim=-1)
+    return (1 - offset) * reversed_maps + offset * left_neighbour
+
+
 class HeatmapTeacher:
     """A trained heatmap model (``train.distill_from``: a shipped weight's name or a
-    checkpoint) whose heatmaps take ``weight`` of each training target."""
+    checkpoint) whose heatmaps take ``weight`` of each training target; with ``flip_index``
+    (``train.distill_flip``) they average the crop's and its mirror's, as the flip test."""
 
-    def __init__(self, name_or_path: str, joint_names: tuple[str, ...], weight: float, device: torch.device):
+    def __init__(self, name_or_path: str, joint_names: tuple[str, ...], weight: float, device: torch.device,
+                 flip_index: list[int] | None = None):
         path = resolve_checkpoint(name_or_path)
         state = load_checkpoint(path)
         self.model = model_from_checkpoint(state, str(path))
@@ -50,12 +64,17 @@ class HeatmapTeacher:
         self.input_size = tuple(self.model.input_size)
         self.weight = weight
         self.source = name_or_path
+        self.flip_index = list(flip_index) if flip_index is not None else None
 
     @torch.no_grad()
     def heatmaps(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The teacher's heatmaps for student ``images``, at heatmap ``size``."""
         crops = resample_from_origin(images.float(), self.input_size)
-        return resample_from_origin(self.model(crops).float(), size)
+        maps = self.model(crops).float()
+        if self.flip_index is not None:
+            mirrored = self.model(crops.flip(-1)).float()
+            maps = (maps + mirror_heatmaps_back(mirrored, self.flip_index, self.input_size[1])) / 2
+        return resample_from_origin(maps, size)
 
     def blend(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (1 - self.weight) * target + self.weight * self.heatmaps(images, tuple(target.shape[-2:]))

@@ -126,10 +126,12 @@ class Trainer:
         if self.output_kind != "heatmap":
             raise ConfigError(f"train.distill_from: {self.cfg.model.name} gives {self.output_kind} outputs; "
                               "distillation blends heatmaps")
-        teacher = HeatmapTeacher(tc.distill_from, self.layout.names, tc.distill_weight, self.info.device)
+        teacher = HeatmapTeacher(tc.distill_from, self.layout.names, tc.distill_weight, self.info.device,
+                                 self.layout.flip_index if tc.distill_flip else None)
         if self.info.is_main:
+            mirrored = ", with its flip test" if tc.distill_flip else ""
             print(f"slimpose: train.distill_from: {tc.distill_from} ({teacher.model.model_name} at "
-                  f"{teacher.input_size[0]}x{teacher.input_size[1]}) gives {tc.distill_weight:g} of each target")
+                  f"{teacher.input_size[0]}x{teacher.input_size[1]}{mirrored}) gives {tc.distill_weight:g} of each target")
         return teacher
 
     # ---------------------------------------------------------------- checkpoints
