@@ -19,10 +19,10 @@ PACKAGE = "slimpose"
 # without ".*" is that one module only.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # 0: no slimpose imports above this line: errors, atomic IO, machine facts, keypoint
-    #    layouts, box/affine geometry, and the shipped-weight manifest registry (the
-    #    slimpose.weights package's __init__, not its command).
+    #    layouts, box/affine geometry, the shipped-weight manifest registry (the
+    #    slimpose.weights package's __init__, not its command) and stop signals.
     ("foundation", ("slimpose", "slimpose.errors", "slimpose.io", "slimpose.machine", "slimpose.keypoints",
-                    "slimpose.geometry.*", "slimpose.weights")),
+                    "slimpose.geometry.*", "slimpose.weights", "slimpose.signals")),
     # 1: target encoding/decoding, metrics and drawing:
     #    array code on top of the foundation, knowing nothing of data sets or models.
     ("codecs/metrics/drawing", ("slimpose.codecs.*", "slimpose.metrics.*", "slimpose.drawing.*")),

@@ -93,5 +93,5 @@ def test_markdown_table_from_the_command(capsys):
     lpn = [line for line in lines if line.startswith("| `lpn_50` | 256x192 | 17 |")]
     (row,) = [r for r in complexity_table(["lpn_50"]) if r["input"] == "256x192"]
     assert lpn == [f"| `lpn_50` | 256x192 | 17 | {row['params'] / 1e6:.2f}M / {row['params_deploy'] / 1e6:.2f}M | "
-                   f"{row['gmacs']:.3f} | 2.91M / 1.068 (train) | yes (2%) |"]
+                   f"{row['gmacs']:.3f} / {row['gmacs_deploy']:.3f} | 2.91M / 1.068 (train) | yes (2%) |"]
     assert lines[-1] == "| `tinypose` | 256x192 | 17 | 0.54M | 0.205 | - | - |"  # no paper: no figures, no verdict

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +81,8 @@ class ConvBNAct(_ConvBNActBase):
 
 class DeconvBNAct(_ConvBNActBase):
     """ConvTranspose2d (k4 s2 p1, no bias) → BN → ReLU: the 2x upsampling of
-    SimpleBaseline-style heads; BN folds away on deploy."""
+    SimpleBaseline-style heads; BN folds away on deploy, and a depthwise k4 one becomes a
+    :class:`PhaseSplitUpsample`."""
 
     def __init__(self, in_channels: int, out_channels: int, groups: int = 1, kernel_size: int = 4):
         super().__init__()
@@ -90,7 +92,13 @@ class DeconvBNAct(_ConvBNActBase):
         self.bn: nn.Module = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU(inplace=True)
 
-    def _fused_conv(self) -> nn.ConvTranspose2d:
+    def _fused_conv(self) -> nn.Module:
+        fused = self._fused_deconv()
+        if fused.groups == fused.in_channels == fused.out_channels and fused.kernel_size == (4, 4):
+            return PhaseSplitUpsample(fused)
+        return fused
+
+    def _fused_deconv(self) -> nn.ConvTranspose2d:
         conv = self.conv
         # ConvTranspose2d weight is (in, out/groups, k, k); per-group output channels need
         # the group-wise view so that the BN scale lands on the right output channel.
@@ -104,6 +112,47 @@ class DeconvBNAct(_ConvBNActBase):
         fused.weight.copy_(w.reshape_as(conv.weight))
         fused.bias.copy_(b)
         return fused
+
+
+# Input row (a = 0, 1, 2 for m - 1, m, m + 1) that feeds output row 2m + r of a k4 s2 p1
+# transposed convolution, as its kernel row: out[2m] = w[3] in[m-1] + w[1] in[m],
+# out[2m+1] = w[2] in[m] + w[0] in[m+1] (output y = 2 * input i - 1 + kernel k).
+_PHASE_TAPS = ((3, 1, None), (None, 2, 0))
+
+
+class PhaseSplitUpsample(nn.Module):
+    """A depthwise ConvTranspose2d (k4 s2 p1) as the same function in ordinary layers: one
+    depthwise 3x3 convolution per output phase (row and column parity; each uses 4 of its
+    9 taps), the four interleaved by a pixel shuffle. ONNX Runtime runs depthwise
+    convolutions fast and in INT8, grouped ConvTranspose slowly and only in float; LPN's
+    head spends most of its time there. A deployed form: its params and MACs count the
+    zero taps."""
+
+    def __init__(self, deconv: nn.ConvTranspose2d):
+        super().__init__()
+        channels = deconv.out_channels
+        kernel = deconv.weight.detach()[:, 0]  # (C, 4, 4): depthwise, one filter per channel
+        phases = torch.zeros(2, 2, channels, 3, 3, dtype=kernel.dtype, device=kernel.device)
+        for ry, rows in enumerate(_PHASE_TAPS):
+            for rx, cols in enumerate(_PHASE_TAPS):
+                for a, ky in enumerate(rows):
+                    for b, kx in enumerate(cols):
+                        if ky is not None and kx is not None:
+                            phases[ry, rx, :, a, b] = kernel[:, ky, kx]
+        self.phases = nn.ModuleList()
+        for weight in phases.reshape(4, channels, 1, 3, 3):
+            conv = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=deconv.bias is not None,
+                             device=kernel.device, dtype=kernel.dtype)
+            conv.weight.data.copy_(weight)
+            if deconv.bias is not None:
+                conv.bias.data.copy_(deconv.bias.detach())
+            self.phases.append(conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        # (N, C, 4, H, W) → channel c * 4 + phase, the order pixel_shuffle reads
+        stacked = torch.stack([conv(x) for conv in self.phases], dim=2)
+        return F.pixel_shuffle(stacked.reshape(n, 4 * c, h, w), 2)
 
 
 def deconv_heatmap_decoder(in_channels: int, num_joints: int, channels: int = 64) -> nn.Sequential:
