@@ -38,7 +38,8 @@ def mirror_heatmaps_back(maps: torch.Tensor, flip_index: list[int], input_width:
     is heatmap column ``(W - 1) / s - j`` for stride ``s = W / w``: ``(s - 1) / s`` of a
     column right of the plain reversal ``w - 1 - j`` (HRNet's shift rounds it to one)."""
     reversed_maps = maps[:, flip_index].flip(-1)
-    offset = (input_width / maps.shape[-1] - 1) / (input_width / maps.shape[-1])
+    stride = input_width / maps.shape[-1]
+    offset = (stride - 1) / stride
     left_neighbour = torch.cat([reversed_maps[..., :1], reversed_maps[..., :-1]], dim=-1)
     return (1 - offset) * reversed_maps + offset * left_neighbour
 
