@@ -211,6 +211,55 @@ def test_dynamic_batch_and_static_batch_runtime(exported, tmp_path):
     assert static.static_batch == 1 and static.forward(x).shape[0] == 5
 
 
+def test_fp16_weights_halve_the_file_and_keep_float32_arithmetic(exported, tmp_path):
+    import onnx
+
+    model = _make_nontrivial(build_model("tinypose", input_size=SIZE), seed=2)
+    crops = exported["tinypose"]["crops"]
+    full = export_onnx(model, tmp_path / "full.onnx", SIZE, COCO, real_crops=crops)
+    half = export_onnx(model, tmp_path / "half.onnx", SIZE, COCO, real_crops=crops, fp16_weights=True)
+    # checked against the same weights rounded to float16 (what the file holds): kernel-level agreement
+    assert half["max_abs_diff_real"] < _tol(half["max_abs_output_real"])
+    full_size, half_size = (Path(r["path"]).stat().st_size for r in (full, half))
+    assert 0.45 < half_size / full_size < 0.6
+    graph = onnx.load(half["path"]).graph
+    convs = {init.name: init.data_type for init in graph.initializer if len(init.dims) == 4}
+    assert set(convs.values()) == {onnx.TensorProto.FLOAT16}
+    casts = [n for n in graph.node if n.op_type == "Cast"]
+    assert {n.input[0] for n in casts} >= set(convs) and casts == list(graph.node)[:len(casts)]
+    # the rounding is all that differs from the float32 file (a shallow net: deep random-weight
+    # nets amplify any perturbation; the shipped LPN-50 files score the same PCK either way)
+    out_full = OnnxPoseEstimator(full["path"]).forward(crops)
+    out_half = OnnxPoseEstimator(half["path"]).forward(crops)
+    assert 0 < np.abs(out_half - out_full).max() < 1e-2 * np.abs(out_full).max()
+
+
+def test_store_weights_fp16_converts_only_what_float16_holds_exactly():
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from slimpose.deploy.export import store_weights_fp16
+
+    exact = np.arange(32, dtype=np.float32).reshape(32, 1) / 4  # quarters: exact in float16
+    inexact = np.full((32, 1), 0.1, np.float32)
+    small = np.ones((2, 1), np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["ab"]), helper.make_node("Add", ["ab", "c"], ["y"])], "g",
+        [], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [32, 1])],
+        [numpy_helper.from_array(exact, "a"), numpy_helper.from_array(inexact, "b"),
+         numpy_helper.from_array(np.vstack([small] * 16), "c")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert store_weights_fp16(proto) == 2  # "a" and "c"; "b" stays float32
+    onnx.checker.check_model(proto)
+    types = {init.name: init.data_type for init in proto.graph.initializer}
+    assert types == {"b": onnx.TensorProto.FLOAT, "a__fp16": onnx.TensorProto.FLOAT16,
+                     "c__fp16": onnx.TensorProto.FLOAT16}
+    import onnxruntime as ort
+
+    y = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {})[0]
+    np.testing.assert_array_equal(y, exact + inexact + 1)
+
+
 def test_quantize_int8_close_to_float(exported, image_dir, tmp_path):
     from slimpose.deploy.quantize import compare_int8, quantize_int8
 
@@ -373,6 +422,10 @@ def test_cli_complexity_export_quantize(tmp_path, image_dir, capsys):
     assert "max abs diff" in printed and "real crops" in printed
     meta = read_onnx_metadata(onnx_path)
     assert meta.input_size == (128, 96) and meta.layout.name == "lsp" and meta.num_keypoints == 14
+    half_path = tmp_path / "tiny_fp16.onnx"
+    assert main(["export", "tinypose", "--checkpoint", str(ckpt), "--out", str(half_path), "--fp16-weights"]) == 0
+    assert "max abs diff" in capsys.readouterr().out
+    assert half_path.stat().st_size < 0.6 * onnx_path.stat().st_size
     # a checkpoint that does not fit the model is a clear error, not a traceback
     assert main(["export", "tinypose", "--checkpoint", str(ckpt), "--layout", "coco", "--out",
                  str(tmp_path / "bad.onnx")]) == 2

@@ -138,6 +138,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_TOLERANCE:g}: float32 kernel differences of deep random-weight nets stay "
                         "below 3e-4, a wrong BN fold is ~1e-1)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    p.add_argument("--fp16-weights", action="store_true",
+                   help="round the weights to float16 and store them so (half the file); the arithmetic stays "
+                        "float32 and the check compares against the rounded weights")
 
 
 def _load_weights(model, path: str) -> dict:
@@ -206,7 +209,8 @@ def run_export(args: argparse.Namespace) -> int:
                       sigma=float(meta.get("heatmap_sigma", 2.0)), model_name=args.model,
                       weights=weights_record(args.checkpoint) if args.checkpoint else None,
                       inputs=[args.checkpoint] if args.checkpoint else [],
-                      model_kwargs=meta.get("model_kwargs") or {}, tolerance=args.tolerance)
+                      model_kwargs=meta.get("model_kwargs") or {}, tolerance=args.tolerance,
+                      fp16_weights=args.fp16_weights)
     print(f"wrote {res['path']} ({args.model}, input {size[0]}x{size[1]}, layout {layout.name}, "
           f"output {res['output_shape']}{', dynamic batch' if args.dynamic_batch else ''})")
     if not args.no_check:

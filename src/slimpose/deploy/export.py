@@ -9,6 +9,11 @@ fields, flip index, model name, the weights' file name and hash), so
 
 The file is built in memory and written with one rename (:mod:`slimpose.io`): a failed
 export, check or parity test leaves any previous file at the path as it was.
+
+With ``fp16_weights`` the deployed weights are rounded to float16 before export and
+stored as float16 initializers, each cast to float32 once when ONNX Runtime loads the
+file (it folds the casts): half the file, float32 arithmetic, and the parity check
+compares against those same rounded weights.
 """
 
 from __future__ import annotations
@@ -159,6 +164,7 @@ def export_onnx(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     inputs: Sequence[str | Path] = (),
+    fp16_weights: bool = False,
 ) -> dict:
     """Export ``model`` in deployed form to ``out_path`` (ONNX, input "input", output "output").
 
@@ -170,6 +176,7 @@ def export_onnx(
     :func:`slimpose.deploy.runtime.crops_from_images`); a max abs difference above
     ``tolerance`` x max(1, max |output|) is an :class:`ExportError` and nothing is
     written. ``weights`` (see :func:`weights_record`) names the weights in the metadata.
+    ``fp16_weights`` stores the deployed weights as float16 (see the module docstring).
     ``out_path`` is checked first (:func:`check_onnx_output`): it may not be one of
     ``inputs`` (the files the model came from, e.g. its checkpoint), a directory, or an
     existing file that is not an ONNX model; each is an :class:`OutputError`.
@@ -197,6 +204,8 @@ def export_onnx(
         raise ExportError(f"model {model_name!r}: {e}") from None
 
     deployed = reparameterize_model(model).cpu().float().eval()
+    if fp16_weights:
+        _round_to_fp16(deployed)
     batch = 1 if dynamic_batch else int(batch_size)
     dummy = torch.zeros(batch, 3, h, w)
     with torch.inference_mode():
@@ -227,6 +236,8 @@ def export_onnx(
             dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False,
         )
     proto = onnx.load_from_string(buffer.getvalue())
+    if fp16_weights:
+        store_weights_fp16(proto)
     set_onnx_metadata(proto, metadata.to_props())
     proto.producer_name, proto.producer_version = "slimpose", __version__
     proto.doc_string = f"slimpose {model_name} ({output_kind}, input {h}x{w}, layout {layout.name})"
@@ -253,6 +264,48 @@ def export_onnx(
     with atomic_write(out_path, "wb") as f:
         f.write(model_bytes)
     return result
+
+
+def _round_to_fp16(model: nn.Module) -> None:
+    """Round ``model``'s floating-point parameters and buffers to float16 values, in place
+    (they stay float32 tensors)."""
+    import torch
+
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
+# A Cast node costs more bytes than float16 saves on a handful of values.
+_FP16_MIN_ELEMENTS = 16
+
+
+def store_weights_fp16(proto) -> int:
+    """Store the float32 initializers of an ``onnx.ModelProto`` that float16 holds exactly
+    as float16 initializers, each cast back to float32 by a node at the top of the graph
+    (ONNX Runtime folds the casts when it loads the file). Values are unchanged; returns
+    how many initializers were converted."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    kept, halves, casts = [], [], []
+    for init in graph.initializer:
+        values = numpy_helper.to_array(init)
+        half = values.astype(np.float16)
+        if (init.data_type != onnx.TensorProto.FLOAT or values.size < _FP16_MIN_ELEMENTS
+                or not np.array_equal(half.astype(np.float32), values)):
+            kept.append(init)
+            continue
+        halves.append(numpy_helper.from_array(half, f"{init.name}__fp16"))
+        casts.append(onnx.helper.make_node("Cast", [halves[-1].name], [init.name], to=onnx.TensorProto.FLOAT,
+                                           name=f"{init.name}__to_float"))
+    nodes = casts + list(graph.node)
+    del graph.initializer[:], graph.node[:]
+    graph.initializer.extend(kept + halves)
+    graph.node.extend(nodes)
+    return len(casts)
 
 
 def _parity(deployed: nn.Module, model_bytes: bytes, size: tuple[int, int], batch: int, dynamic_batch: bool,

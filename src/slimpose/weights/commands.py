@@ -4,10 +4,11 @@
     slimpose weights pack RUN_DIR --name lpn_50_lsp_192x144 --command "slimpose train ..."
 
 Packing rounds the run's best weights to fp16 (the checkpoint that ships), exports the
-same weights to ONNX (with ``--int8``, quantised to INT8 after calibration on the run's
-training crops), evaluates them on the run's validation set with the flip test (the
-INT8 file itself through the torch-free runtime), and writes the manifest: ``val_pck``
-is the shipped file's figure, ``checkpoint_val_pck`` the fp16 checkpoint's. Packing
+same weights to ONNX (float32 arithmetic on weights stored as float16, or with ``--int8``
+quantised to INT8 after calibration on the run's training crops), evaluates the
+checkpoint and the file itself (through the torch-free runtime) on the run's validation
+set with the flip test, and writes the manifest: ``val_pck`` is the shipped file's
+figure, ``checkpoint_val_pck`` the fp16 checkpoint's. Packing
 under an existing name replaces its files, so a retrain never adds a second copy.
 """
 
@@ -163,6 +164,7 @@ def _pack(args: argparse.Namespace) -> int:
 
     from slimpose.config import config_from_dict
     from slimpose.data.dataset import build_dataset
+    from slimpose.deploy.evaluate import evaluate_onnx
     from slimpose.deploy.export import export_onnx
     from slimpose.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
     from slimpose.engine.distributed import init_distributed
@@ -201,7 +203,8 @@ def _pack(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="slimpose-pack-") as tmp:
         float_path = Path(tmp) / "float.onnx" if args.int8 else onnx_path
         export_onnx(model, float_path, size, layout, decode=cfg.test.decode, beta=cfg.test.beta,
-                    sigma=cfg.data.heatmap_sigma, model_name=cfg.model.name, model_kwargs=dict(cfg.model.kwargs))
+                    sigma=cfg.data.heatmap_sigma, model_name=cfg.model.name, model_kwargs=dict(cfg.model.kwargs),
+                    fp16_weights=not args.int8)
         if args.int8:
             from slimpose.deploy.quantize import quantize_int8
 
@@ -216,13 +219,10 @@ def _pack(args: argparse.Namespace) -> int:
         metrics = evaluate(model.eval(), build_dataset(cfg, "val", codec), codec, flip=cfg.test.flip,
                            batch_size=cfg.data.val_batch_size, workers=0, info=init_distributed(), out_dir=Path(tmp))
         checkpoint_figure = _figures(cfg, metrics, Path(tmp), args.joints)
-        if args.int8:  # the figure of the file that ships
-            from slimpose.deploy.evaluate import evaluate_onnx
-
-            metrics = evaluate_onnx(onnx_path, cfg.data.val, layout, flip=cfg.test.flip, out_dir=Path(tmp) / "int8")
-            figures = _figures(cfg, metrics, Path(tmp) / "int8", args.joints)
-        else:
-            figures = checkpoint_figure
+        # The figure of the file that ships: INT8, or float32 arithmetic on weights whose
+        # BN-folded form was rounded to float16 again.
+        metrics = evaluate_onnx(onnx_path, cfg.data.val, layout, flip=cfg.test.flip, out_dir=Path(tmp) / "onnx")
+        figures = _figures(cfg, metrics, Path(tmp) / "onnx", args.joints)
     headline = "val_pck" if cfg.data.val.type == "lsp" else "val_ap"
     manifest = {
         "name": args.name, "file": onnx_path.name, "checkpoint": pth_path.name, "model": cfg.model.name,
