@@ -232,6 +232,18 @@ def test_fp16_weights_halve_the_file_and_keep_float32_arithmetic(exported, tmp_p
     out_full = OnnxPoseEstimator(full["path"]).forward(crops)
     out_half = OnnxPoseEstimator(half["path"]).forward(crops)
     assert 0 < np.abs(out_half - out_full).max() < 1e-2 * np.abs(out_full).max()
+    # such a file quantises as a float32 one does: every convolution takes int8 weights
+    from slimpose.deploy.quantize import quantize_int8
+
+    quantize_int8(half["path"], tmp_path / "half_int8.onnx", crops)
+    int8_graph = onnx.load(str(tmp_path / "half_int8.onnx")).graph
+    int8_weights = {init.name for init in int8_graph.initializer if init.data_type == onnx.TensorProto.INT8}
+    producers = {out: node for node in int8_graph.node for out in node.output}
+    convs = [n for n in int8_graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert len(convs) >= 10
+    for conv in convs:
+        dequantize = producers[conv.input[1]]
+        assert dequantize.op_type == "DequantizeLinear" and dequantize.input[0] in int8_weights, conv.name
 
 
 def test_store_weights_fp16_converts_only_what_float16_holds_exactly():
