@@ -218,6 +218,21 @@ def test_a_second_run_in_a_folder_in_use_is_refused_even_with_overwrite(config_f
     assert torch.load(work_dir / "last.pth", weights_only=True)["epoch"] == len(log)
 
 
+def test_sigterm_during_training_says_what_was_kept_and_how_to_continue(config_file, tmp_path):
+    work_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "slimpose", "train", str(config_file), "--work-dir", str(work_dir),
+                             "--set", "train.epochs=100000", "train.val_interval=0"], env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(work_dir / "last.pth", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "slimpose train: stopped by SIGTERM; the last finished epoch is in" in err
+    assert f"--resume {work_dir}" in err
+    log = [json.loads(line) for line in (work_dir / "log.jsonl").read_text().splitlines()]
+    assert torch.load(work_dir / "last.pth", weights_only=True)["epoch"] == len(log) >= 1
+
+
 # --------------------------------------------------------------------------- slimpose infer
 
 @pytest.fixture(scope="module")

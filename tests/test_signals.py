@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from slimpose.signals import StopSignals
+from slimpose.signals import StopSignals, Terminated, terminate_as_interrupt
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -41,3 +41,21 @@ def test_redeliver_after_a_quiet_block_does_nothing():
         pass
     stop.redeliver()
     assert stop.received is None
+
+
+def test_terminate_as_interrupt_turns_sigterm_into_keyboard_interrupt_then_restores():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        with terminate_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_sigterm_deferred_by_stop_signals_still_arrives_as_an_interrupt():
+    with pytest.raises(Terminated):
+        with terminate_as_interrupt():
+            with StopSignals() as stop:
+                os.kill(os.getpid(), signal.SIGTERM)
+                finished_block = True
+            assert finished_block
+            stop.redeliver()

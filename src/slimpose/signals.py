@@ -6,8 +6,10 @@ files)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 
 class StopSignals:
@@ -41,3 +43,29 @@ class StopSignals:
         (KeyboardInterrupt for SIGINT, termination for SIGTERM by default)."""
         if self.received is not None:
             signal.raise_signal(self.received)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (see :func:`terminate_as_interrupt`); exit status 128 + SIGTERM."""
+
+    exit_status = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While entered, SIGTERM (``timeout``, ``docker stop``, a cluster's pre-emption) raises
+    :class:`Terminated`, a KeyboardInterrupt, so the caller's ``except KeyboardInterrupt``
+    says what was kept and how to continue instead of the process vanishing without a
+    word. Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -12,6 +12,7 @@ from slimpose.cli_support import check_file_out, write_json
 from slimpose.codecs import DECODE_METHODS
 from slimpose.engine.rundir import resume_command
 from slimpose.errors import ConfigError, OutputError
+from slimpose.signals import Terminated, terminate_as_interrupt
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,13 +140,15 @@ def run_train(args: argparse.Namespace) -> int:
             raise ConfigError("give an experiment CONFIG, or --resume WORK_DIR to continue a run")
         cfg = load_config(args.config, args.set, args.data_root)
     try:
-        summary = train(cfg, work_dir, resume=resuming, overwrite=args.overwrite,
-                        keep_previous_config=replace_config)
-    except KeyboardInterrupt:
+        with terminate_as_interrupt():
+            summary = train(cfg, work_dir, resume=resuming, overwrite=args.overwrite,
+                            keep_previous_config=replace_config)
+    except KeyboardInterrupt as e:
         last = work_dir / "last.pth"
         kept = f"the last finished epoch is in {last}" if last.is_file() else "no epoch had finished"
-        print(f"\nslimpose train: interrupted; {kept}. Continue with:\n  {resume_command(work_dir)}", file=sys.stderr)
-        return 130
+        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"\nslimpose train: {how}; {kept}. Continue with:\n  {resume_command(work_dir)}", file=sys.stderr)
+        return e.exit_status if isinstance(e, Terminated) else 130
     except OSError as e:
         raise OutputError(f"{e.filename or work_dir}: cannot be written ({e.strerror or e}); continue the run "
                           f"once that is fixed with: {resume_command(work_dir)}") from None
