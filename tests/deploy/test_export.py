@@ -239,9 +239,9 @@ def test_fp16_weights_halve_the_file_and_keep_float32_arithmetic(exported, tmp_p
     int8_graph = onnx.load(str(tmp_path / "half_int8.onnx")).graph
     int8_weights = {init.name for init in int8_graph.initializer if init.data_type == onnx.TensorProto.INT8}
     producers = {out: node for node in int8_graph.node for out in node.output}
-    convs = [n for n in int8_graph.node if n.op_type in ("Conv", "ConvTranspose")]
-    assert len(convs) >= 10
-    for conv in convs:
+    int8_convs = [n for n in int8_graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert len(int8_convs) >= 10
+    for conv in int8_convs:
         dequantize = producers[conv.input[1]]
         assert dequantize.op_type == "DequantizeLinear" and dequantize.input[0] in int8_weights, conv.name
 

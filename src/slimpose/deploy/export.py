@@ -281,6 +281,21 @@ def _round_to_fp16(model: nn.Module) -> None:
 _FP16_MIN_ELEMENTS = 16
 
 
+def _exact_float16(init) -> np.ndarray | None:
+    """A float32 initializer's values as float16 when it has enough of them and float16
+    holds every one exactly, else None (other types are not converted)."""
+    import onnx
+    from onnx import numpy_helper
+
+    if init.data_type != onnx.TensorProto.FLOAT:
+        return None
+    values = numpy_helper.to_array(init)
+    if values.size < _FP16_MIN_ELEMENTS:
+        return None
+    half = values.astype(np.float16)
+    return half if np.array_equal(half.astype(np.float32), values) else None
+
+
 def store_weights_fp16(proto) -> int:
     """Store the float32 initializers of an ``onnx.ModelProto`` that float16 holds exactly
     as float16 initializers, each cast back to float32 by a node at the top of the graph
@@ -292,10 +307,8 @@ def store_weights_fp16(proto) -> int:
     graph = proto.graph
     kept, halves, casts = [], [], []
     for init in graph.initializer:
-        values = numpy_helper.to_array(init)
-        half = values.astype(np.float16)
-        if (init.data_type != onnx.TensorProto.FLOAT or values.size < _FP16_MIN_ELEMENTS
-                or not np.array_equal(half.astype(np.float32), values)):
+        half = _exact_float16(init)
+        if half is None:
             kept.append(init)
             continue
         halves.append(numpy_helper.from_array(half, f"{init.name}__fp16"))

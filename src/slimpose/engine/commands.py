@@ -146,9 +146,9 @@ def run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as e:
         last = work_dir / "last.pth"
         kept = f"the last finished epoch is in {last}" if last.is_file() else "no epoch had finished"
-        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        how, status = ("stopped by SIGTERM", e.exit_status) if isinstance(e, Terminated) else ("interrupted", 130)
         print(f"\nslimpose train: {how}; {kept}. Continue with:\n  {resume_command(work_dir)}", file=sys.stderr)
-        return e.exit_status if isinstance(e, Terminated) else 130
+        return status
     except OSError as e:
         raise OutputError(f"{e.filename or work_dir}: cannot be written ({e.strerror or e}); continue the run "
                           f"once that is fixed with: {resume_command(work_dir)}") from None
