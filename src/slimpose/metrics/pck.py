@@ -139,9 +139,13 @@ def lsp_pck(
     if not layout.torso:
         raise ValueError(f"layout {layout.name!r} has no torso joints for PCK normalisation")
     p, g, m = _as_arrays(pred, gt, mask)
-    torso = torso_sizes(g, m, layout.torso)
-    per, mean, _ = keypoint_pck_accuracy(p, g, m, thr, torso)
-    _, mean01, _ = keypoint_pck_accuracy(p, g, m, 0.1, torso)
+    return _pck_summary(p, g, m, layout, thr, torso_sizes(g, m, layout.torso))
+
+
+def _pck_summary(pred, gt, mask, layout: KeypointLayout, thr: float, norm: np.ndarray) -> dict[str, float]:
+    """The layout's groups at ``thr``, "PCK" at ``thr`` and "PCK@0.1", all under ``norm``."""
+    per, mean, _ = keypoint_pck_accuracy(pred, gt, mask, thr, norm)
+    _, mean01, _ = keypoint_pck_accuracy(pred, gt, mask, 0.1, norm)
     out = _group_values(layout, per, head_top_only=False)
     out["PCK"] = mean
     out["PCK@0.1"] = mean01
@@ -182,10 +186,4 @@ def layout_pck(
         return lsp_pck(pred, gt, mask, layout, thr=thr)
     if boxes_xywh is None:
         raise ValueError(f"layout {layout.name!r} names no torso joints: PCK needs the person boxes")
-    norm = box_sizes(boxes_xywh)
-    per, mean, _ = keypoint_pck_accuracy(pred, gt, mask, thr, norm)
-    _, mean01, _ = keypoint_pck_accuracy(pred, gt, mask, 0.1, norm)
-    out = _group_values(layout, per, head_top_only=False)
-    out["PCK"] = mean
-    out["PCK@0.1"] = mean01
-    return out
+    return _pck_summary(pred, gt, mask, layout, thr, box_sizes(boxes_xywh))
