@@ -319,6 +319,16 @@ def test_weights_beside_movenet_are_listed_and_tabled_with_the_recorded_figures(
     assert ("LSPET im08001-im09000 (720 people), 2 threads on Some CPU; each latency ratio is the median of 3 runs "
             "(3 with the flip test)") in out
 
+    _fake_weight(tmp_path, "later")  # measured in another sitting: the footer names both commands
+    later = dict(manifest["vs_movenet"], latency_ratios=[2.0], latency_ratios_flip=[4.0],
+                 command="python tools/compare_movenet.py later --runs 1 --flip-runs 1")
+    (tmp_path / "later.json").write_text(json.dumps(dict(json.loads((tmp_path / "later.json").read_text()),
+                                                         vs_movenet=later)))
+    assert cli_main(["weights", "--dir", str(tmp_path), "--markdown"]) == 0
+    assert ("the median of 3 runs (3 with the flip test) of `python tools/compare_movenet.py fast --runs 3`; of 1 run "
+            "(1 with the flip test) of `python tools/compare_movenet.py later --runs 1 --flip-runs 1`, each weight "
+            "beside MoveNet alone.") in capsys.readouterr().out
+
 
 def test_the_movenet_picture_rows_agree_with_the_manifests():
     rows = json.loads((REPO / "docs" / "movenet_tradeoff.json").read_text())

@@ -110,11 +110,17 @@ def _movenet_table(weights: list[ShippedWeight]) -> str:
     for w, vs in zip(weights, blocks):
         lines.append(f"| `{w.name}` | {vs['pck12']:.1f} | {vs['latency_ratio']:.2f} | {vs['pck12_flip']:.1f} | "
                      f"{vs['latency_ratio_flip']:.2f} |")
-    runs, flip_runs = len(first["latency_ratios"]), len(first["latency_ratios_flip"])
+    # weights measured in different sittings name each sitting's command
+    sittings = {vs["command"]: f"{_runs(len(vs['latency_ratios']))} ({len(vs['latency_ratios_flip'])} with the "
+                f"flip test) of `{vs['command']}`" for vs in blocks}
     lines.append(f"\n{first['split']} ({first['images']} people), {first['threads']} threads on {first['cpu']}; "
-                 f"each latency ratio is the median of {runs} runs ({flip_runs} with the flip test) of "
-                 f"`{first['command']}`, each weight beside MoveNet alone.")
+                 f"each latency ratio is the median of {'; of '.join(sittings.values())}, each weight beside "
+                 "MoveNet alone.")
     return "\n".join(lines)
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 def _table(weights: list[ShippedWeight], headline: str, columns: tuple[str, ...], figure, fmt: str,
