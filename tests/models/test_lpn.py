@@ -158,3 +158,30 @@ def test_onnx_export_matches(tmp_path):
         ref = model(x).numpy()
     assert out.shape == ref.shape == (1, 17, SMALL[0] // 4, SMALL[1] // 4)
     assert abs(out - ref).max() < 1e-4 * max(1.0, abs(ref).max())  # ORT vs PyTorch kernels: relative
+
+
+def test_zero_init_residual_grows_lpn_50_into_lpn_101_without_changing_its_output():
+    """LPN-101 is LPN-50 with 17 more stage-3 blocks: given LPN-50's weights and
+    ``zero_init_residual``, the extra blocks are identities, in training (batch statistics)
+    as in evaluation, so fine-tuning starts from LPN-50's output."""
+    torch.manual_seed(0)
+    small = build_model("lpn_50", num_joints=14)
+    for m in small.modules():  # trained-looking BN statistics, not the identity ones
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+    deep = build_model("lpn_101", num_joints=14, zero_init_residual=True)
+    missing, unexpected = deep.load_state_dict(small.state_dict(), strict=False)
+    assert not unexpected
+    assert missing and all(k.startswith(tuple(f"layer3.{i}." for i in range(6, 23))) for k in missing)
+    plain = build_model("lpn_101", num_joints=14)
+    plain.load_state_dict(small.state_dict(), strict=False)
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        for train in (False, True):
+            for m in (small, deep, plain):
+                m.train(train)
+            torch.testing.assert_close(deep(x), small(x), rtol=1e-5, atol=1e-6)
+        # without it, batch statistics scale the new blocks' small random output up to unit size
+        assert not torch.allclose(plain(x), small(x), atol=1e-3)

@@ -108,7 +108,11 @@ class UpsampleStage(nn.Module):
 
 class LPN(nn.Module):
     def __init__(self, depth: int = 50, num_joints: int = 17, use_gc: bool = True,
-                 deconv_channels: int = 256, num_deconv: int = 2, init_std: float = 0.001):
+                 deconv_channels: int = 256, num_deconv: int = 2, init_std: float = 0.001,
+                 zero_init_residual: bool = False):
+        """``zero_init_residual`` (torchvision's ResNet option) starts each bottleneck's last BN
+        at zero, so every block after a stage's first is the identity until trained: a deeper
+        LPN given a shallower one's weights (``model.pretrained``) then starts as that network."""
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"LPN depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -130,6 +134,8 @@ class LPN(nn.Module):
         for m in self.modules():
             if isinstance(m, GlobalContextBlock):
                 m.reset_last_conv()
+            if zero_init_residual and isinstance(m, LightweightBottleneck):
+                nn.init.zeros_(m.conv3.bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
