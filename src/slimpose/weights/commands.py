@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from slimpose.codecs import DECODE_METHODS
-from slimpose.cli_support import add_int8_arguments, calibration_crops, check_file_out, int8_options, write_json
+from slimpose.cli_support import (add_int8_arguments, calibration_crops, check_file_out, int8_options, plural,
+                                  write_json)
 from slimpose.errors import ConfigError
 from slimpose.machine import cpu_name
 from slimpose.weights import WEIGHTS_DIR, ShippedWeight, file_sha256, list_weights
@@ -111,16 +112,12 @@ def _movenet_table(weights: list[ShippedWeight]) -> str:
         lines.append(f"| `{w.name}` | {vs['pck12']:.1f} | {vs['latency_ratio']:.2f} | {vs['pck12_flip']:.1f} | "
                      f"{vs['latency_ratio_flip']:.2f} |")
     # weights measured in different sittings name each sitting's command
-    sittings = {vs["command"]: f"{_runs(len(vs['latency_ratios']))} ({len(vs['latency_ratios_flip'])} with the "
+    sittings = {vs["command"]: f"{plural(len(vs['latency_ratios']), 'run')} ({len(vs['latency_ratios_flip'])} with the "
                 f"flip test) of `{vs['command']}`" for vs in blocks}
     lines.append(f"\n{first['split']} ({first['images']} people), {first['threads']} threads on {first['cpu']}; "
                  f"each latency ratio is the median of {'; of '.join(sittings.values())}, each weight beside "
                  "MoveNet alone.")
     return "\n".join(lines)
-
-
-def _runs(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 def _table(weights: list[ShippedWeight], headline: str, columns: tuple[str, ...], figure, fmt: str,
