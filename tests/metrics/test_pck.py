@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from slimpose.keypoints import COCO17, LSP14, MPII16
-from slimpose.metrics.pck import keypoint_pck_accuracy, lsp_pck, mpii_head_sizes, mpii_pckh
+from slimpose.metrics.pck import inversion_rate, keypoint_pck_accuracy, lsp_pck, mpii_head_sizes, mpii_pckh
 
 
 def _offset(gt, errors):
@@ -121,6 +121,29 @@ def test_lsp_pck_torso_normalisation():
     assert lsp_pck(pred2, gt, mask)["PCK"] == pytest.approx(22 / 27)  # only the hips themselves fail
 
 
+def test_inversion_counts_joints_predicted_at_their_mirror_partners_place():
+    """A left ankle found on the right ankle is an inversion; a miss elsewhere, a miss of
+    an unpaired joint (neck) or of a joint whose partner is unlabelled is not. PCK,
+    inversions and the other misses share one base and add up to 1."""
+    gt = np.stack([np.arange(14) * 100.0, np.zeros(14)], axis=1)[None]
+    gt[0, 9] = [200.0, 300.0]  # torso 9 -> 2: 300 px, so a joint is found within 60 px
+    mask = np.ones((1, 14), dtype=bool)
+    mask[0, 1] = False  # right knee unlabelled: its partner, the left knee, cannot be inverted
+    pred = gt.copy()
+    pred[0, 5] = gt[0, 0] + [5.0, 0.0]  # left ankle on the right ankle: inverted
+    pred[0, 4] = gt[0, 1]  # left knee on the unlabelled right knee: a plain miss
+    pred[0, 6] = [900.0, 900.0]  # right wrist nowhere near: a plain miss
+    pred[0, 12] = gt[0, 13]  # neck on the head top: unpaired, a plain miss
+    out = lsp_pck(pred, gt, mask)
+    assert out["PCK"] == pytest.approx(9 / 13)
+    assert out["Inversion"] == pytest.approx(1 / 13)
+    norm = np.array([300.0])
+    assert inversion_rate(pred, gt, mask, LSP14.flip_index, 0.2, norm) == pytest.approx(1 / 13)
+    assert np.isnan(inversion_rate(pred, gt, np.zeros_like(mask), LSP14.flip_index, 0.2, norm))
+    with pytest.raises(ValueError, match="flip_index"):
+        inversion_rate(pred, gt, mask, [0, 1], 0.2, norm)
+
+
 def test_lsp_pck_other_threshold_and_layouts():
     gt = np.zeros((1, 14, 2))
     gt[0, 9] = [0.0, 0.0]
@@ -172,7 +195,8 @@ def test_layout_pck_falls_back_to_the_box_size():
     mask[1, 2] = False
     # person 0: 0.1, 0.25, 0.05; person 1: 0.1, 0.3 (and an unlabelled joint)
     out = layout_pck(pred, gt, mask, layout, boxes_xywh=boxes)
-    assert out == {"PCK": pytest.approx(3 / 5), "PCK@0.1": pytest.approx(1 / 5)}
+    # no left/right pairs among a, b, c: nothing can be inverted
+    assert out == {"PCK": pytest.approx(3 / 5), "PCK@0.1": pytest.approx(1 / 5), "Inversion": 0.0}
     with pytest.raises(ValueError, match="names no torso joints: PCK needs the person boxes"):
         layout_pck(pred, gt, mask, layout)
 

@@ -46,6 +46,20 @@ def keypoint_pck_accuracy(
     """
     p, g, m = _as_arrays(pred, gt, mask)
     nrm = np.asarray(norm, dtype=np.float64).reshape(-1)
+    hit, valid = _hits(p, g, m, thr, nrm, inclusive)
+    counts = valid.sum(axis=0)
+    correct = hit.sum(axis=0)
+    per_joint = np.full(p.shape[1], np.nan)
+    np.divide(correct, counts, out=per_joint, where=counts > 0)
+    total = int(counts.sum())
+    mean = float(correct.sum() / total) if total > 0 else float("nan")
+    return per_joint, mean, counts
+
+
+def _hits(p: np.ndarray, g: np.ndarray, m: np.ndarray, thr: float, nrm: np.ndarray,
+          inclusive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) masks: which predictions are within ``thr`` normalisers of their ground truth,
+    and which (person, joint) pairs count (labelled, finite, with a usable normaliser)."""
     if nrm.shape[0] != p.shape[0]:
         raise ValueError(f"norm has {nrm.shape[0]} values for {p.shape[0]} instances")
     good_norm = np.isfinite(nrm) & (nrm > 0)
@@ -54,14 +68,7 @@ def keypoint_pck_accuracy(
     dist = np.linalg.norm(p - g, axis=-1) / np.where(good_norm, nrm, 1.0)[:, None]
     with np.errstate(invalid="ignore"):
         hit = (dist <= thr) if inclusive else (dist < thr)
-    hit = hit & valid & np.isfinite(dist)
-    counts = valid.sum(axis=0)
-    correct = hit.sum(axis=0)
-    per_joint = np.full(p.shape[1], np.nan)
-    np.divide(correct, counts, out=per_joint, where=counts > 0)
-    total = int(counts.sum())
-    mean = float(correct.sum() / total) if total > 0 else float("nan")
-    return per_joint, mean, counts
+    return hit & valid & np.isfinite(dist), valid
 
 
 def _mean_defined(values: np.ndarray) -> float:
@@ -143,13 +150,33 @@ def lsp_pck(
 
 
 def _pck_summary(pred, gt, mask, layout: KeypointLayout, thr: float, norm: np.ndarray) -> dict[str, float]:
-    """The layout's groups at ``thr``, "PCK" at ``thr`` and "PCK@0.1", all under ``norm``."""
+    """The layout's groups at ``thr``, "PCK" at ``thr``, "PCK@0.1" and "Inversion" at
+    ``thr``, all under ``norm``."""
     per, mean, _ = keypoint_pck_accuracy(pred, gt, mask, thr, norm)
     _, mean01, _ = keypoint_pck_accuracy(pred, gt, mask, 0.1, norm)
     out = _group_values(layout, per, head_top_only=False)
     out["PCK"] = mean
     out["PCK@0.1"] = mean01
+    out["Inversion"] = inversion_rate(pred, gt, mask, layout.flip_index, thr, norm)
     return out
+
+
+def inversion_rate(pred, gt, mask, flip_index, thr: float, norm: np.ndarray) -> float:
+    """Share of the labelled (person, joint) pairs PCK counts that are left/right
+    confusions: the prediction misses its own joint but lies within ``thr`` of its mirror
+    partner's labelled one (Ronchi and Perona's "inversion"). On the same base as PCK, so
+    PCK + inversions + other misses make 1; joints without a partner are never inverted."""
+    p, g, m = _as_arrays(pred, gt, mask)
+    index = list(flip_index)
+    if len(index) != p.shape[1]:
+        raise ValueError(f"flip_index has {len(index)} entries for {p.shape[1]} joints")
+    nrm = np.asarray(norm, dtype=np.float64).reshape(-1)
+    own, counted = _hits(p, g, m, thr, nrm)
+    if not counted.any():
+        return float("nan")
+    partner, _ = _hits(p, g[:, index], m[:, index], thr, nrm)
+    paired = np.array(index) != np.arange(p.shape[1])
+    return float((counted & ~own & partner & paired).sum() / counted.sum())
 
 
 def box_sizes(boxes_xywh: np.ndarray) -> np.ndarray:
