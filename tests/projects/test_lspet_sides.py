@@ -47,5 +47,30 @@ def test_a_group_needs_a_clear_margin_to_be_turned():
     pred = joints[..., :2].copy()
     pred[0, [0, 5]] = joints[0, [5, 0], :2]  # only the ankles look mirrored: 2 against 4
     assert not fix_sides.mirrored_groups(pred, joints[..., :2], labelled)["legs"].any()
-    boxes = fix_sides.joint_boxes(joints[..., :2], labelled)
-    np.testing.assert_allclose(boxes[0], [10.0, 50.0, 780.0, 300.0])
+
+
+def test_people_are_predicted_in_the_boxes_the_lsp_data_source_reads(tmp_path):
+    """Each person is predicted in the extent of its labelled joints, into the row of its
+    image; a person the data source skips (one labelled joint) stays NaN and unlabelled."""
+    import cv2
+    import scipy.io as sio
+
+    from slimpose.data.lsp import LspSource
+
+    joints = _people(3)
+    joints[2, 1:, 2] = 0.0  # image 3: one labelled joint, too few for a box
+    sio.savemat(tmp_path / "joints.mat", {"joints": joints.transpose(1, 2, 0)})
+    (tmp_path / "images").mkdir()
+    for k in (1, 2, 3):
+        cv2.imwrite(str(tmp_path / "images" / f"im{k:05d}.jpg"), np.zeros((400, 900, 3), np.uint8))
+    boxes = []
+
+    def estimator(image, box, flip):
+        boxes.append(box[0].copy())
+        return joints[:1, :, :2] + 1.0, np.ones((1, 14))
+
+    source = LspSource(tmp_path / "joints.mat", tmp_path / "images", LSP14, 0.75)
+    pred, labelled = fix_sides.predict(estimator, source, 1, 3)
+    np.testing.assert_allclose(boxes, [[10.0, 50.0, 780.0, 300.0]] * 2)
+    np.testing.assert_array_equal(pred[:2], np.tile(joints[:1, :, :2] + 1.0, (2, 1, 1)))
+    assert np.isnan(pred[2]).all() and labelled[:2].all() and not labelled[2].any()

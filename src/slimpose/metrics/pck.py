@@ -46,7 +46,7 @@ def keypoint_pck_accuracy(
     """
     p, g, m = _as_arrays(pred, gt, mask)
     nrm = np.asarray(norm, dtype=np.float64).reshape(-1)
-    hit, valid = _hits(p, g, m, thr, nrm, inclusive)
+    hit, valid = joint_hits(p, g, m, thr, nrm, inclusive)
     counts = valid.sum(axis=0)
     correct = hit.sum(axis=0)
     per_joint = np.full(p.shape[1], np.nan)
@@ -56,10 +56,12 @@ def keypoint_pck_accuracy(
     return per_joint, mean, counts
 
 
-def _hits(p: np.ndarray, g: np.ndarray, m: np.ndarray, thr: float, nrm: np.ndarray,
-          inclusive: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) masks: which predictions are within ``thr`` normalisers of their ground truth,
-    and which (person, joint) pairs count (labelled, finite, with a usable normaliser)."""
+def joint_hits(p: np.ndarray, g: np.ndarray, m: np.ndarray, thr: float, nrm: np.ndarray,
+               inclusive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) masks for predictions ``p`` and ground truth ``g`` (N, K, 2), labelled joints
+    ``m`` (N, K) and normalisers ``nrm`` (N,): which predictions are within ``thr``
+    normalisers of their ground truth (``<=`` with ``inclusive``), and which (person,
+    joint) pairs count (labelled, finite, with a usable normaliser)."""
     if nrm.shape[0] != p.shape[0]:
         raise ValueError(f"norm has {nrm.shape[0]} values for {p.shape[0]} instances")
     good_norm = np.isfinite(nrm) & (nrm > 0)
@@ -171,10 +173,10 @@ def inversion_rate(pred, gt, mask, flip_index, thr: float, norm: np.ndarray) -> 
     if len(index) != p.shape[1]:
         raise ValueError(f"flip_index has {len(index)} entries for {p.shape[1]} joints")
     nrm = np.asarray(norm, dtype=np.float64).reshape(-1)
-    own, counted = _hits(p, g, m, thr, nrm)
+    own, counted = joint_hits(p, g, m, thr, nrm)
     if not counted.any():
         return float("nan")
-    partner, _ = _hits(p, g[:, index], m[:, index], thr, nrm)
+    partner, _ = joint_hits(p, g[:, index], m[:, index], thr, nrm)
     paired = np.array(index) != np.arange(p.shape[1])
     return float((counted & ~own & partner & paired).sum() / counted.sum())
 
