@@ -42,6 +42,7 @@ TINY_SET = {
     "train": ["train.epochs=1", "train.max_iters_per_epoch=1", "data.batch_size=2", "data.val_batch_size=4",
               "data.workers=0", "data.train.limit=4", "data.val.limit=4", "train.max_minutes=0"],
     "eval": ["data.val.limit=4", "data.workers=0"],
+    "audit": ["data.train.limit=4", "data.val.limit=4"],
     "quickstart": ["data.batch_size=4", "train.max_iters_per_epoch=1", "data.val.limit=4"],
 }
 TINY_OPTIONS = {

@@ -107,6 +107,17 @@ def test_eval_onnx_scores_without_torch(no_torch_env, tmp_path, with_config):
     assert 0.0 <= metrics["PCK"] <= 1.0 and "Head" in metrics
 
 
+@needs_lspet
+@pytest.mark.realdata
+def test_audit_runs_a_shipped_weight_on_its_own_data_without_torch(no_torch_env, tmp_path):
+    out = tmp_path / "audit.json"
+    proc = slimpose(no_torch_env, "audit", "--model", WEIGHT.name, "--split", "val", "--set", "data.val.last=8010",
+                    "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["people"] == 10 and set(report["mirrored"]) == {"hip-knee-ankle", "shoulder-elbow-wrist"}
+
+
 def test_infer_runs_a_shipped_weight_without_torch(no_torch_env, tmp_path):
     image = tmp_path / "photo.png"
     rng = np.random.default_rng(0)

@@ -27,31 +27,16 @@ from slimpose.data.lsp import LspSource, load_joints
 from slimpose.deploy.runtime import OnnxPoseEstimator
 from slimpose.io import atomic_path
 from slimpose.keypoints import LSP14
-from slimpose.metrics.pck import joint_hits, torso_sizes
-
-GROUPS = {"legs": (0, 1, 2, 3, 4, 5), "arms": (6, 7, 8, 9, 10, 11)}
-
-
-def mirrored_groups(pred: np.ndarray, xy: np.ndarray, labelled: np.ndarray, margin: int = 2,
-                    min_hits: int = 3, thr: float = 0.2) -> dict[str, np.ndarray]:
-    """For each limb group, which people (N,) have labels that look mirrored."""
-    flip = LSP14.flip_index
-    norm = torso_sizes(xy, labelled, LSP14.torso)
-    as_labelled, counted = joint_hits(pred, xy, labelled, thr, norm)
-    mirrored, _ = joint_hits(pred, xy[:, flip], labelled[:, flip], thr, norm)
-    mirrored &= counted
-    out = {}
-    for name, joints in GROUPS.items():
-        own, swapped = as_labelled[:, joints].sum(1), mirrored[:, joints].sum(1)
-        out[name] = (norm > 0) & (swapped >= own + margin) & (swapped >= min_hits)
-    return out
-
+from slimpose.metrics.pck import torso_sizes
+from slimpose.metrics.sides import limb_groups, mirrored_limbs
 
 def unmirror(joints: np.ndarray, flagged: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, 14, 3) joints with each flagged group's left and right rows exchanged."""
+    """(N, 14, 3) joints with each flagged limb's left and right rows exchanged (limbs as
+    :func:`slimpose.metrics.sides.limb_groups` names them)."""
     fixed = joints.copy()
+    limbs = limb_groups(LSP14)
     for name, people in flagged.items():
-        group = list(GROUPS[name])
+        group = list(limbs[name])
         rows = people.nonzero()[0]
         fixed[np.ix_(rows, group)] = joints[np.ix_(rows, [LSP14.flip_index[j] for j in group])]
     return fixed
@@ -89,7 +74,9 @@ def main(argv=None) -> int:
     source = LspSource(args.joints, args.images, LSP14, w / h, first=args.first, last=args.last)
     span = joints[args.first - 1:args.last]
     pred, labelled = predict(estimator, source, args.first, len(span))
-    flagged = mirrored_groups(pred, span[..., :2], labelled, args.margin, args.min_hits)
+    norm = torso_sizes(span[..., :2], labelled, LSP14.torso)
+    limbs = mirrored_limbs(pred, span[..., :2], labelled, LSP14, norm, margin=args.margin, min_hits=args.min_hits)
+    flagged = {name: looks_mirrored for name, (looks_mirrored, _, _) in limbs.items()}
     for name, people in flagged.items():
         print(f"{name}: {int(people.sum())} of {len(people)} people mirrored back")
     out = joints.copy()

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("slimpose.engine.quickstart", "draw bundled photos; train, evaluate and draw a small model"),
     "train": ("slimpose.engine.commands", "train a model from a YAML config"),
     "eval": ("slimpose.engine.commands", "evaluate a checkpoint, or score a COCO results file"),
+    "audit": ("slimpose.engine.commands", "list people whose left/right labels look exchanged (a model as judge)"),
     "plot": ("slimpose.engine.plot", "training curves of a run, or accuracy against latency (matplotlib)"),
     "data": ("slimpose.data.commands", "synthetic data generation and augmented-crop pictures"),
     "models": ("slimpose.deploy.commands", "list registered models"),
@@ -38,6 +39,7 @@ EXAMPLES: dict[str, str] = {
     "train": "slimpose train configs/tinypose_synthetic_128x96.yaml --work-dir work_dirs/tinypose "
              "--set train.epochs=10",
     "eval": "slimpose eval --checkpoint work_dirs/tinypose/best.pth --out eval_tinypose/metrics.json",
+    "audit": "slimpose audit my_data.yaml --model work_dirs/mine/best.onnx --out audit.json",
     "plot": "slimpose plot work_dirs/tinypose --out tinypose_curves.png",
     "data": "slimpose data synthetic --out data/synthetic --num-train 600 --num-val 100",
     "models": "slimpose models --json models.json",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from slimpose.keypoints import LSP14
+from slimpose.metrics.sides import limb_groups
 
 SCRIPT = Path(__file__).resolve().parents[2] / "projects" / "lspet_sides" / "fix_sides.py"
 spec = importlib.util.spec_from_file_location("fix_sides", SCRIPT)
@@ -22,31 +23,15 @@ def _people(n: int = 3) -> np.ndarray:
     return np.concatenate([np.tile(xy, (n, 1, 1)), np.ones((n, 14, 1))], axis=2)
 
 
-def test_a_person_whose_leg_labels_are_mirrored_gets_them_turned_back():
+def test_flagged_limbs_get_their_left_and_right_labels_exchanged():
     joints = _people()
-    labelled = np.ones((3, 14), bool)
     flip = LSP14.flip_index
-    legs = list(fix_sides.GROUPS["legs"])
-    pred = joints[..., :2].copy()
-    # person 0's and person 2's leg labels are mirrored: the model finds each leg joint at its partner's label
-    for i in (0, 2):
-        pred[i, legs] = joints[i, [flip[j] for j in legs], :2]
-    labelled[2, 2] = False  # person 2 has no torso normaliser: left as labelled
-    flagged = fix_sides.mirrored_groups(pred, joints[..., :2], labelled)
-    assert flagged["legs"].tolist() == [True, False, False]
-    assert not flagged["arms"].any()
+    legs = list(limb_groups(LSP14)["hip-knee-ankle"])
+    flagged = {"hip-knee-ankle": np.array([True, False, False]), "shoulder-elbow-wrist": np.zeros(3, bool)}
     fixed = fix_sides.unmirror(joints, flagged)
-    np.testing.assert_array_equal(fixed[0, :, :2], pred[0])  # the labels now match the model
+    np.testing.assert_array_equal(fixed[0, legs], joints[0, [flip[j] for j in legs]])
     np.testing.assert_array_equal(fixed[1:], joints[1:])
     np.testing.assert_array_equal(fixed[0, 6:], joints[0, 6:])  # arms, neck and head untouched
-
-
-def test_a_group_needs_a_clear_margin_to_be_turned():
-    joints = _people(1)
-    labelled = np.ones((1, 14), bool)
-    pred = joints[..., :2].copy()
-    pred[0, [0, 5]] = joints[0, [5, 0], :2]  # only the ankles look mirrored: 2 against 4
-    assert not fix_sides.mirrored_groups(pred, joints[..., :2], labelled)["legs"].any()
 
 
 def test_people_are_predicted_in_the_boxes_the_lsp_data_source_reads(tmp_path):

@@ -1,4 +1,4 @@
-"""``slimpose train`` and ``slimpose eval``."""
+"""``slimpose train``, ``slimpose eval`` and ``slimpose audit``."""
 
 from __future__ import annotations
 
@@ -231,29 +231,40 @@ def run_eval(args: argparse.Namespace) -> int:
     return _eval_checkpoint(args)
 
 
-def _eval_onnx(args: argparse.Namespace) -> int:
+def _onnx_config(args: argparse.Namespace, option: str):
+    """The ONNX file ``args.<option>`` names and the config whose data it runs on: CONFIG,
+    or a shipped weight's own (its manifest's), with ``--set`` and ``--data-root``, the
+    layout pinned to the file's where the config reads it from the data."""
     from slimpose.config import config_from_dict, load_config
-    from slimpose.data.layouts import FROM_DATA, pin_layout, resolve_layout
-    from slimpose.deploy.evaluate import evaluate_onnx
+    from slimpose.data.layouts import FROM_DATA, pin_layout
     from slimpose.deploy.runtime import read_onnx_metadata
     from slimpose.weights import get_weight, resolve_model_file
 
-    onnx_path = resolve_model_file(args.onnx)
+    name = getattr(args, option)
+    onnx_path = resolve_model_file(name)
     # The model is the ONNX file: only the config's data and test sections are used, so its
     # model section is not checked against the model registry (which would import torch).
     if args.config:
         cfg = load_config(args.config, list(args.set), args.data_root, check_model=False)
-    elif onnx_path.resolve() != Path(args.onnx).resolve():  # a shipped name: its manifest holds the config
-        cfg = config_from_dict(get_weight(args.onnx).manifest["config"], list(args.set),
-                               source=f"shipped weight {args.onnx} (manifest config)", data_root=args.data_root,
+    elif onnx_path.resolve() != Path(name).resolve():  # a shipped name: its manifest holds the config
+        cfg = config_from_dict(get_weight(name).manifest["config"], list(args.set),
+                               source=f"shipped weight {name} (manifest config)", data_root=args.data_root,
                                check_model=False)
     else:
-        raise ConfigError(f"{onnx_path}: give the experiment CONFIG whose validation set to score it on")
-    if args.boxes or args.decode:
-        raise ConfigError("--boxes and --decode apply to --checkpoint; an ONNX file carries its own decoding")
-    out = Path(args.out) if args.out else Path(f"eval_{onnx_path.stem}") / "metrics.json"
+        raise ConfigError(f"{onnx_path}: give the experiment CONFIG whose data to run it on")
     if cfg.data.layout == FROM_DATA:  # the layout the file carries: no training annotations needed
         pin_layout(cfg, read_onnx_metadata(onnx_path).layout)
+    return onnx_path, cfg
+
+
+def _eval_onnx(args: argparse.Namespace) -> int:
+    from slimpose.data.layouts import resolve_layout
+    from slimpose.deploy.evaluate import evaluate_onnx
+
+    if args.boxes or args.decode:
+        raise ConfigError("--boxes and --decode apply to --checkpoint; an ONNX file carries its own decoding")
+    onnx_path, cfg = _onnx_config(args, "onnx")
+    out = Path(args.out) if args.out else Path(f"eval_{onnx_path.stem}") / "metrics.json"
     metrics = evaluate_onnx(onnx_path, cfg.data.val, resolve_layout(cfg), flip=not args.no_flip, out_dir=out.parent)
     _print_metrics(metrics)
     write_json(out, metrics)
@@ -305,4 +316,51 @@ def _eval_checkpoint(args: argparse.Namespace) -> int:
             print(f"metrics written to {out}; predictions in {out.parent}")
     finally:
         shutdown_distributed(info)
+    return 0
+
+
+def add_audit_arguments(p: argparse.ArgumentParser) -> None:
+    from slimpose.config import add_data_root_argument
+
+    p.add_argument("config", nargs="?", help="experiment YAML whose data to audit (default: a shipped weight's own)")
+    p.add_argument("--model", required=True,
+                   help="the judge: an exported ONNX file or a shipped weight name, trained on the data's joints")
+    p.add_argument("--split", choices=("train", "val"), default="train", help="which of the config's data sets")
+    p.add_argument("--no-flip", action="store_true", help="turn the flip test off")
+    p.add_argument("--margin", type=int, default=2,
+                   help="a limb is listed when this many more of its joints hit mirrored than as labelled")
+    p.add_argument("--min-hits", type=int, default=3, help="... and at least this many hit mirrored")
+    p.add_argument("--out", help="the report (JSON; default: ./audit_<model>_<split>.json)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields")
+    add_data_root_argument(p)
+    p.epilog = ("Lists the people whose left and right labels look exchanged, limb by limb (legs, arms): a "
+                "trained model predicts each person from its box, and a limb whose labels its prediction matches "
+                "far better mirrored than as labelled is listed, with its image. The labels are only read; check "
+                "the listed people in your labelling tool.")
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from slimpose.data.layouts import resolve_layout
+    from slimpose.deploy.audit import audit_sides
+
+    if args.margin < 1 or args.min_hits < 1:
+        raise ConfigError(f"--margin {args.margin} --min-hits {args.min_hits}: both must be at least 1")
+    if args.out:
+        check_file_out(args.out, "audit.json")
+    onnx_path, cfg = _onnx_config(args, "model")
+    dataset = cfg.data.train if args.split == "train" else cfg.data.val
+    if not dataset.ann_file:
+        raise ConfigError(f"data.{args.split}.ann_file: the config has no {args.split} set to audit")
+    report = audit_sides(onnx_path, dataset, resolve_layout(cfg), flip=not args.no_flip, margin=args.margin,
+                         min_hits=args.min_hits)
+    out = Path(args.out) if args.out else Path(f"audit_{onnx_path.stem}_{args.split}.json")
+    write_json(out, report)
+    looks = ", ".join(f"{name} {n}" for name, n in report["mirrored"].items())
+    print(f"{report['people']} people read, {report['checked']} checked; mirrored-looking limbs: {looks}")
+    for entry in report["flagged"][:10]:
+        print(f"  {entry['image']}  {entry['limb']}: {entry['hits_mirrored']} joints hit mirrored, "
+              f"{entry['hits_as_labelled']} as labelled")
+    if len(report["flagged"]) > 10:
+        print(f"  ... {len(report['flagged']) - 10} more")
+    print(f"wrote {out}")
     return 0
