@@ -30,6 +30,7 @@ from slimpose.keypoints import LSP14
 from slimpose.metrics.pck import torso_sizes
 from slimpose.metrics.sides import limb_groups, mirrored_limbs
 
+
 def unmirror(joints: np.ndarray, flagged: dict[str, np.ndarray]) -> np.ndarray:
     """(N, 14, 3) joints with each flagged limb's left and right rows exchanged (limbs as
     :func:`slimpose.metrics.sides.limb_groups` names them)."""

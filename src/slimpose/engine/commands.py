@@ -329,7 +329,8 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", action="store_true", help="turn the flip test off")
     p.add_argument("--margin", type=int, default=2,
                    help="a limb is listed when this many more of its joints hit mirrored than as labelled (default 2)")
-    p.add_argument("--min-hits", type=int, default=3, help="... and at least this many hit mirrored (default 3; a hit: within PCK@0.2)")
+    p.add_argument("--min-hits", type=int, default=3,
+                   help="... and at least this many hit mirrored (default 3; a hit: within PCK@0.2)")
     p.add_argument("--out", help="the report (JSON; default: ./audit_<model>_<split>.json)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields")
     add_data_root_argument(p)

@@ -163,22 +163,32 @@ def _pck_summary(pred, gt, mask, layout: KeypointLayout, thr: float, norm: np.nd
     return out
 
 
+def own_and_partner_hits(p: np.ndarray, g: np.ndarray, m: np.ndarray, flip_index, thr: float, nrm: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, K) masks for arrays as :func:`joint_hits` takes them: which predictions hit their
+    own joint's label, which hit their left/right partner's (``flip_index``) label, and
+    which (person, joint) pairs count (as :func:`joint_hits`; a partner hit only counts on
+    such a pair)."""
+    index = list(flip_index)
+    if len(index) != p.shape[1]:
+        raise ValueError(f"flip_index has {len(index)} entries for {p.shape[1]} joints")
+    own, counted = joint_hits(p, g, m, thr, nrm)
+    partner, _ = joint_hits(p, g[:, index], m[:, index], thr, nrm)
+    return own, partner & counted, counted
+
+
 def inversion_rate(pred, gt, mask, flip_index, thr: float, norm: np.ndarray) -> float:
     """Share of the labelled (person, joint) pairs PCK counts that are left/right
     confusions: the prediction misses its own joint but lies within ``thr`` of its mirror
     partner's labelled one (Ronchi and Perona's "inversion"). On the same base as PCK, so
     PCK + inversions + other misses make 1; joints without a partner are never inverted."""
     p, g, m = _as_arrays(pred, gt, mask)
-    index = list(flip_index)
-    if len(index) != p.shape[1]:
-        raise ValueError(f"flip_index has {len(index)} entries for {p.shape[1]} joints")
     nrm = np.asarray(norm, dtype=np.float64).reshape(-1)
-    own, counted = joint_hits(p, g, m, thr, nrm)
+    own, partner, counted = own_and_partner_hits(p, g, m, flip_index, thr, nrm)
     if not counted.any():
         return float("nan")
-    partner, _ = joint_hits(p, g[:, index], m[:, index], thr, nrm)
-    paired = np.array(index) != np.arange(p.shape[1])
-    return float((counted & ~own & partner & paired).sum() / counted.sum())
+    paired = np.array(list(flip_index)) != np.arange(p.shape[1])
+    return float((~own & partner & paired).sum() / counted.sum())
 
 
 def box_sizes(boxes_xywh: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import re
 import numpy as np
 
 from slimpose.keypoints import KeypointLayout
-from slimpose.metrics.pck import joint_hits
+from slimpose.metrics.pck import own_and_partner_hits
 
 ALL_PAIRS = "left/right pairs"
 _SIDE_WORD = re.compile(r"(?i)(^|[_\s-])(left|right)(?=$|[_\s-])")
@@ -75,10 +75,7 @@ def mirrored_limbs(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, layout: K
     sides, are within ``thr`` normalisers of their left/right partner's label, ``margin``
     more than are within reach of their own.
     """
-    flip = layout.flip_index
-    as_labelled, counted = joint_hits(pred, gt, mask, thr, norm)
-    mirrored, _ = joint_hits(pred, gt[:, flip], mask[:, flip], thr, norm)
-    mirrored &= counted
+    as_labelled, mirrored, _ = own_and_partner_hits(pred, gt, mask, layout.flip_index, thr, norm)
     out = {}
     for name, joints in limb_groups(layout).items():
         own, swapped = as_labelled[:, joints].sum(1), mirrored[:, joints].sum(1)
